@@ -1,0 +1,1 @@
+"""mssante.domain package."""

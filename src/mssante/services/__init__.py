@@ -1,0 +1,1 @@
+"""mssante.services package."""

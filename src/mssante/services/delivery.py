@@ -1,0 +1,370 @@
+"""Receiving mail: the checks of the sender and recipient stages, and durable acceptance.
+
+`accept` is the heart of "a message is never lost": the body is written to the blob store
+and fsynced, then one database transaction records the envelope, delivers to local
+mailboxes, queues remote recipients, files the Sent copy, writes the trace events and any
+success DSN (RFC 3461 §5.2.2). Only after that commit does the SMTP layer answer 250.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Connection, insert, select, update
+
+from mssante.domain.errors import (
+    NotAMember,
+    NotInTrustSpace,
+    PeerNotAuthorised,
+    RelayDenied,
+    UnknownMailbox,
+)
+from mssante.domain.mailboxes import MailboxStatus, check_accepts_mail
+from mssante.formats.dsn import RecipientStatus, build_dsn
+from mssante.formats.mime import (
+    ensure_submission_fields,
+    header_section,
+    header_value,
+    message_id_of,
+    received_field,
+)
+from mssante.services import traces
+from mssante.services.mailboxes import MailboxService, Principal
+from mssante.services.ports import AcceptedRecipient, BlobStore, IncomingMessage, Role
+from mssante.services.trust import TrustListService
+from mssante.storage.database import Database, utcnow
+from mssante.storage.schema import blobs, deliveries, envelopes, folders, mailboxes, messages
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    hostname: str
+    primary_domain: str
+    queue_lifetime: int = 5 * 86400
+    file_sent: bool = True
+
+
+def wants(notify: str | None, event: str) -> bool:
+    """RFC 3461 §4.1: without NOTIFY, the default is FAILURE and DELAY."""
+    if notify is None:
+        return event in ("FAILURE", "DELAY")
+    return event in notify.split(",")
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        db: Database,
+        blob_store: BlobStore,
+        trust: TrustListService,
+        mailbox_service: MailboxService,
+        settings: DeliverySettings,
+    ) -> None:
+        self.db = db
+        self.blobs = blob_store
+        self.trust = trust
+        self.mailboxes = mailbox_service
+        self.settings = settings
+
+    # -- stage checks -----------------------------------------------------------------
+
+    def check_sender(
+        self, role: Role, sender: str, principal: Principal | None, peer_dn: str | None
+    ) -> None:
+        if role is Role.SUBMISSION:
+            if principal is None or not sender:
+                raise NotAMember("an authenticated sender address is required")
+            box = self.mailboxes.check_can_send_as(principal, sender)
+            check_accepts_mail(box.address, box.status)
+            return
+        # Inbound from another operator (R5): the certificate must be the one the white
+        # list names for the sender's domain; a null sender (a DSN) must come from a
+        # listed operator.
+        if peer_dn is None:
+            raise PeerNotAuthorised("no client certificate")
+        if not sender:
+            if not self.trust.is_operator(peer_dn):
+                raise PeerNotAuthorised(f"{peer_dn} is not an operator of the white list")
+            return
+        domain = sender.rpartition("@")[2]
+        if not self.trust.sender_authorised(domain, peer_dn):
+            raise PeerNotAuthorised(f"{peer_dn} is not the operator of {domain}")
+
+    def check_recipient(self, role: Role, recipient: str) -> AcceptedRecipient:
+        domain = recipient.rpartition("@")[2]
+        if self.trust.is_local(domain):
+            box = self.mailboxes.find(recipient)
+            if box is None:
+                raise UnknownMailbox(f"no mailbox {recipient}")
+            check_accepts_mail(box.address, box.status)
+            return AcceptedRecipient(box.address, local=True)
+        if role is Role.INBOUND:
+            raise RelayDenied(f"{domain} is not hosted here")
+        if not self.trust.in_trust_space(domain):
+            raise NotInTrustSpace(f"{domain} is not in the MSSanté white list")
+        return AcceptedRecipient(recipient, local=False)
+
+    def refused(self, role: Role, stage: str, reason: str, peer: str, address: str | None) -> None:
+        with self.db.write() as conn:
+            traces.record(
+                conn,
+                f"{role.value}.{stage}",
+                "refused",
+                mailbox=address,
+                peer=peer,
+                detail=reason,
+            )
+
+    # -- acceptance -------------------------------------------------------------------
+
+    def accept(self, msg: IncomingMessage) -> str:
+        queue_id = secrets.token_hex(8)
+        data = msg.data
+        if msg.role is Role.SUBMISSION:
+            data = ensure_submission_fields(data, msg.mail_from.rpartition("@")[2])
+        single = msg.recipients[0].address if len(msg.recipients) == 1 else None
+        data = (
+            received_field(
+                from_host=msg.helo,
+                peer_ip=msg.peer,
+                by_host=self.settings.hostname,
+                protocol="ESMTPSA" if msg.principal else "ESMTPS",
+                queue_id=queue_id,
+                recipient=single,
+                tls=msg.tls,
+            )
+            + data
+        )
+        message_id = message_id_of(data)
+        ref = self.blobs.put(data)  # durable before the transaction commits
+        now = utcnow()
+        actor = msg.principal.login if msg.principal else None
+        success: list[RecipientStatus] = []
+        with self.db.write() as conn:
+            self._blob_row(conn, ref.digest, ref.size, ref.key_id)
+            envelope_id = conn.execute(
+                insert(envelopes).values(
+                    queue_id=queue_id,
+                    received_at=now,
+                    origin=msg.role.value,
+                    mail_from=msg.mail_from,
+                    envid=msg.envid,
+                    ret=msg.ret,
+                    body_type=msg.body_type,
+                    smtputf8=msg.smtputf8,
+                    size=ref.size,
+                    blob_digest=ref.digest,
+                    message_id=message_id,
+                    peer=msg.peer,
+                    auth_login=actor,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            traces.record(
+                conn,
+                f"{msg.role.value}.accepted",
+                mailbox=msg.mail_from or None,
+                actor=actor,
+                peer=msg.peer,
+                message_id=message_id,
+                size=ref.size,
+                envelope_id=envelope_id,
+                detail=f"queue {queue_id}, {len(msg.recipients)} recipient(s)",
+            )
+            for rcpt in msg.recipients:
+                delivered = self._route(
+                    conn, envelope_id, rcpt, ref.digest, ref.size, message_id, msg.peer
+                )
+                if delivered and wants(rcpt.notify, "SUCCESS"):
+                    success.append(
+                        RecipientStatus(
+                            final_recipient=rcpt.address,
+                            action="delivered",
+                            status="2.0.0",
+                            original_recipient=rcpt.orcpt,
+                        )
+                    )
+            if msg.role is Role.SUBMISSION and self.settings.file_sent:
+                box = self.mailboxes.get_in(conn, msg.mail_from)
+                self.append_to_folder(
+                    conn, box.id, "Sent", ref.digest, ref.size, message_id, envelope_id, "\\Seen"
+                )
+            if success and msg.mail_from:
+                self.send_dsn(conn, envelope_id, msg.mail_from, success, data, msg.ret, msg.envid)
+        return queue_id
+
+    def _route(
+        self,
+        conn: Connection,
+        envelope_id: int,
+        rcpt: AcceptedRecipient,
+        digest: str,
+        size: int,
+        message_id: str | None,
+        peer: str | None,
+    ) -> bool:
+        """Deliver to a local BAL now, or queue for relay. True when delivered."""
+        now = utcnow()
+        domain = rcpt.address.rpartition("@")[2]
+        base = {
+            "envelope_id": envelope_id,
+            "recipient": rcpt.address,
+            "domain": domain,
+            "orcpt": rcpt.orcpt,
+            "notify": rcpt.notify,
+            "expires_at": now + timedelta(seconds=self.settings.queue_lifetime),
+            "updated_at": now,
+            "attempts": 0,
+        }
+        if rcpt.local:
+            row = conn.execute(
+                select(mailboxes.c.id, mailboxes.c.status).where(
+                    mailboxes.c.address == rcpt.address
+                )
+            ).first()
+            if row is None or row.status != MailboxStatus.ACTIVE.value:
+                # Closed or removed between RCPT and DATA: recorded as failed.
+                conn.execute(
+                    insert(deliveries).values(
+                        **base, status="failed", last_error="5.2.1 mailbox unavailable"
+                    )
+                )
+                traces.record(
+                    conn, "delivery.failed", "failed", mailbox=rcpt.address,
+                    message_id=message_id, envelope_id=envelope_id, detail="mailbox unavailable",
+                )
+                return False
+            self.append_to_folder(conn, row.id, "INBOX", digest, size, message_id, envelope_id)
+            conn.execute(insert(deliveries).values(**base, status="delivered"))
+            traces.record(
+                conn,
+                "delivery.delivered",
+                mailbox=rcpt.address,
+                peer=peer,
+                message_id=message_id,
+                size=size,
+                envelope_id=envelope_id,
+            )
+            return True
+        conn.execute(insert(deliveries).values(**base, status="queued", next_attempt_at=now))
+        traces.record(
+            conn,
+            "delivery.queued",
+            mailbox=rcpt.address,
+            message_id=message_id,
+            size=size,
+            envelope_id=envelope_id,
+        )
+        return False
+
+    @staticmethod
+    def _blob_row(conn: Connection, digest: str, size: int, key_id: str) -> None:
+        if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
+            conn.execute(
+                insert(blobs).values(digest=digest, size=size, key_id=key_id, created_at=utcnow())
+            )
+
+    @staticmethod
+    def append_to_folder(
+        conn: Connection,
+        mailbox_id: int,
+        folder: str,
+        digest: str,
+        size: int,
+        message_id: str | None,
+        envelope_id: int | None,
+        flags: str = "",
+    ) -> int:
+        """Append a message to a folder, allocating its UID atomically."""
+        row = conn.execute(
+            update(folders)
+            .where(folders.c.mailbox_id == mailbox_id, folders.c.name == folder)
+            .values(uidnext=folders.c.uidnext + 1, highestmodseq=folders.c.highestmodseq + 1)
+            .returning(folders.c.id, folders.c.uidnext, folders.c.highestmodseq)
+        ).one()
+        conn.execute(
+            insert(messages).values(
+                folder_id=row.id,
+                uid=row.uidnext - 1,
+                modseq=row.highestmodseq,
+                envelope_id=envelope_id,
+                blob_digest=digest,
+                size=size,
+                message_id=message_id,
+                internal_date=utcnow(),
+                flags=flags,
+            )
+        )
+        return int(row.uidnext - 1)
+
+    # -- generated messages (DSN) -----------------------------------------------------
+
+    def send_dsn(
+        self,
+        conn: Connection,
+        envelope_id: int,
+        to: str,
+        statuses: Sequence[RecipientStatus],
+        original: bytes,
+        ret: str | None,
+        envid: str | None,
+    ) -> None:
+        """Build a DSN (RFC 3464) for `statuses` and route it to `to` in this transaction."""
+        headers = header_section(original)
+        data = build_dsn(
+            reporting_mta=self.settings.hostname,
+            from_address=f"MAILER-DAEMON@{self.settings.primary_domain}",
+            to_address=to,
+            recipients=statuses,
+            original_headers=headers,
+            original_message=original if ret == "FULL" else None,
+            ret="FULL" if ret == "FULL" else "HDRS",
+            envid=envid,
+            arrival_date=utcnow(),
+            original_message_id=message_id_of(original),
+            original_subject=header_value(headers, "Subject"),
+            message_id_domain=self.settings.primary_domain,
+        )
+        ref = self.blobs.put(data)
+        self._blob_row(conn, ref.digest, ref.size, ref.key_id)
+        queue_id = secrets.token_hex(8)
+        dsn_message_id = message_id_of(data)
+        dsn_envelope = conn.execute(
+            insert(envelopes).values(
+                queue_id=queue_id,
+                received_at=utcnow(),
+                origin="dsn",
+                mail_from="",
+                size=ref.size,
+                blob_digest=ref.digest,
+                message_id=dsn_message_id,
+                smtputf8=False,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        domain = to.rpartition("@")[2]
+        local = self.trust.is_local(domain)
+        if local and self.mailboxes.find(to) is None:
+            traces.record(
+                conn, "dsn.dropped", "failed", mailbox=to, envelope_id=envelope_id,
+                detail="DSN recipient has no mailbox here",
+            )
+            return
+        self._route(
+            conn,
+            dsn_envelope,
+            AcceptedRecipient(to, local=local, notify="NEVER"),
+            ref.digest,
+            ref.size,
+            dsn_message_id,
+            None,
+        )
+        traces.record(
+            conn,
+            "dsn.sent",
+            mailbox=to,
+            message_id=dsn_message_id,
+            envelope_id=envelope_id,
+            detail=",".join(f"{s.final_recipient}:{s.action}" for s in statuses),
+        )

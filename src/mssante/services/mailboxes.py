@@ -1,0 +1,357 @@
+"""Use cases for structures, professionals, mailboxes and their principals.
+
+Each public method is one transaction that writes its change and its trace event together.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from mssante.domain.errors import AlreadyExists, NotAMember, NotFound, RuleViolation
+from mssante.domain.identifiers import parse_idnat_ps, parse_idnat_struct
+from mssante.domain.mailboxes import (
+    DEFAULT_FOLDERS,
+    MailboxSpec,
+    MailboxStatus,
+    MailboxType,
+    check_transition,
+    check_update,
+    normalise_address,
+)
+from mssante.services import traces
+from mssante.services.passwords import hash_password, verify_password
+from mssante.storage.database import Database, utcnow
+from mssante.storage.schema import (
+    folders,
+    mailbox_members,
+    mailboxes,
+    professionals,
+    structures,
+    users,
+)
+
+_STATUS_ACTION = {
+    MailboxStatus.ACTIVE: "mailbox.reactivate",
+    MailboxStatus.SUSPENDED: "mailbox.suspend",
+    MailboxStatus.CLOSED: "mailbox.close",
+}
+
+_USER_KIND = {
+    MailboxType.PER: "professional",
+    MailboxType.ORG: "staff",
+    MailboxType.CAB: "staff",
+    MailboxType.APP: "application",
+}
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    id: int
+    address: str
+    type: MailboxType
+    status: MailboxStatus
+    list_rouge: bool
+    rank: int
+    id_nat_ps: str | None
+    id_nat_struct: str | None
+    responsible: str | None
+    description: str | None
+    service: str | None
+    owner_user_id: int | None
+
+    @classmethod
+    def from_row(cls, row: Row[tuple[object, ...]]) -> Mailbox:
+        m = row._mapping
+        return cls(
+            id=int(m["id"]),
+            address=str(m["address"]),
+            type=MailboxType(m["type"]),
+            status=MailboxStatus(m["status"]),
+            list_rouge=bool(m["list_rouge"]),
+            rank=int(m["rank"]),
+            id_nat_ps=m["id_nat_ps"],
+            id_nat_struct=m["id_nat_struct"],
+            responsible=m["responsible"],
+            description=m["description"],
+            service=m["service"],
+            owner_user_id=m["owner_user_id"],
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Someone (or some software) authenticated on a listener."""
+
+    user_id: int
+    login: str
+    kind: str
+    id_nat_ps: str | None
+
+
+class MailboxService:
+    def __init__(self, db: Database, hosted_domains: tuple[str, ...]) -> None:
+        self.db = db
+        self.hosted_domains = hosted_domains
+
+    # -- structures and professionals -------------------------------------------------
+
+    def create_structure(self, id_nat_struct: str, name: str, *, actor: str = "cli") -> str:
+        value = parse_idnat_struct(id_nat_struct).value
+        if not name.strip():
+            raise RuleViolation("a structure needs a name")
+        with self.db.write() as conn:
+            if conn.execute(
+                select(structures.c.id).where(structures.c.id_nat_struct == value)
+            ).first():
+                raise AlreadyExists(f"structure {value} already exists")
+            conn.execute(
+                insert(structures).values(
+                    id_nat_struct=value, name=name.strip(), created_at=utcnow()
+                )
+            )
+            traces.record(conn, "structure.create", actor=actor, detail=value)
+        return value
+
+    def create_professional(
+        self,
+        id_nat_ps: str,
+        family_name: str,
+        given_name: str,
+        profession: str = "",
+        *,
+        actor: str = "cli",
+    ) -> str:
+        value = parse_idnat_ps(id_nat_ps).value
+        if not family_name.strip() or not given_name.strip():
+            raise RuleViolation("a professional needs a family name and a given name")
+        with self.db.write() as conn:
+            if conn.execute(
+                select(professionals.c.id).where(professionals.c.id_nat_ps == value)
+            ).first():
+                raise AlreadyExists(f"professional {value} already exists")
+            conn.execute(
+                insert(professionals).values(
+                    id_nat_ps=value,
+                    family_name=family_name.strip(),
+                    given_name=given_name.strip(),
+                    profession=profession.strip(),
+                    created_at=utcnow(),
+                )
+            )
+            traces.record(conn, "professional.create", actor=actor, detail=value)
+        return value
+
+    # -- mailboxes --------------------------------------------------------------------
+
+    def create_mailbox(
+        self, spec: MailboxSpec, *, password: str | None = None, actor: str = "cli"
+    ) -> Mailbox:
+        spec = MailboxSpec(**{**spec.__dict__, "hosted_domains": self.hosted_domains}).validate()
+        now = utcnow()
+        with self.db.write() as conn:
+            if conn.execute(
+                select(mailboxes.c.id).where(mailboxes.c.address == spec.address)
+            ).first():
+                raise AlreadyExists(f"mailbox {spec.address} already exists")
+            if spec.id_nat_ps and not conn.execute(
+                select(professionals.c.id).where(professionals.c.id_nat_ps == spec.id_nat_ps)
+            ).first():
+                raise NotFound(f"professional {spec.id_nat_ps} is not registered")
+            if spec.id_nat_struct and not conn.execute(
+                select(structures.c.id).where(structures.c.id_nat_struct == spec.id_nat_struct)
+            ).first():
+                raise NotFound(f"structure {spec.id_nat_struct} is not registered")
+            if conn.execute(select(users.c.id).where(users.c.login == spec.address)).first():
+                raise AlreadyExists(f"login {spec.address} already exists")
+            user_id = conn.execute(
+                insert(users).values(
+                    login=spec.address,
+                    kind=_USER_KIND[spec.type],
+                    id_nat_ps=spec.id_nat_ps if spec.type is MailboxType.PER else None,
+                    display_name=spec.address,
+                    password_hash=hash_password(password) if password else None,
+                    status="active",
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            mailbox_id = conn.execute(
+                insert(mailboxes).values(
+                    address=spec.address,
+                    domain=spec.address.rpartition("@")[2],
+                    type=spec.type.value,
+                    status=MailboxStatus.ACTIVE.value,
+                    list_rouge=spec.list_rouge,
+                    rank=spec.rank,
+                    id_nat_ps=spec.id_nat_ps,
+                    id_nat_struct=spec.id_nat_struct,
+                    owner_user_id=user_id,
+                    responsible=spec.responsible,
+                    description=spec.description,
+                    service=spec.service,
+                    created_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            for name, special in DEFAULT_FOLDERS:
+                conn.execute(
+                    insert(folders).values(
+                        mailbox_id=mailbox_id,
+                        name=name,
+                        special_use=special,
+                        uidvalidity=secrets.randbelow(2**31 - 1) + 1,
+                        uidnext=1,
+                        highestmodseq=1,
+                    )
+                )
+            traces.record(
+                conn, "mailbox.create", mailbox=spec.address, actor=actor, detail=spec.type.value
+            )
+            row = conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
+        return Mailbox.from_row(row)
+
+    def get(self, address: str) -> Mailbox:
+        with self.db.read() as conn:
+            return self.get_in(conn, address)
+
+    @staticmethod
+    def get_in(conn: Connection, address: str) -> Mailbox:
+        row = conn.execute(
+            select(mailboxes).where(mailboxes.c.address == normalise_address(address))
+        ).first()
+        if row is None:
+            raise NotFound(f"no mailbox {address}")
+        return Mailbox.from_row(row)
+
+    def find(self, address: str) -> Mailbox | None:
+        try:
+            return self.get(address)
+        except NotFound:
+            return None
+
+    def list_mailboxes(self, *, domain: str | None = None) -> list[Mailbox]:
+        query = select(mailboxes).order_by(mailboxes.c.address)
+        if domain:
+            query = query.where(mailboxes.c.domain == domain.lower())
+        with self.db.read() as conn:
+            return [Mailbox.from_row(r) for r in conn.execute(query)]
+
+    def set_status(self, address: str, target: MailboxStatus, *, actor: str = "cli") -> Mailbox:
+        with self.db.write() as conn:
+            box = self.get_in(conn, address)
+            check_transition(box.status, target)
+            conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == box.id)
+                .values(status=target.value, updated_at=utcnow())
+            )
+            traces.record(
+                conn,
+                _STATUS_ACTION[target],
+                mailbox=box.address,
+                actor=actor,
+                detail=f"{box.status} -> {target}",
+            )
+            return self.get_in(conn, address)
+
+    def update(self, address: str, changes: dict[str, object], *, actor: str = "cli") -> Mailbox:
+        check_update(changes)
+        allowed = {"list_rouge", "rank", "responsible", "description", "service"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise RuleViolation(f"unknown mailbox fields: {', '.join(unknown)}")
+        with self.db.write() as conn:
+            box = self.get_in(conn, address)
+            conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.id == box.id)
+                .values(**changes, updated_at=utcnow())
+            )
+            traces.record(
+                conn, "mailbox.update", mailbox=box.address, actor=actor, detail=",".join(changes)
+            )
+            return self.get_in(conn, address)
+
+    def set_password(self, login: str, password: str, *, actor: str = "cli") -> None:
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(users)
+                .where(users.c.login == login.lower())
+                .values(password_hash=hash_password(password))
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no login {login}")
+            traces.record(conn, "user.password", actor=actor, detail=login.lower())
+
+    def add_member(self, address: str, login: str, *, actor: str = "cli") -> None:
+        with self.db.write() as conn:
+            box = self.get_in(conn, address)
+            if box.type is not MailboxType.ORG and box.type is not MailboxType.CAB:
+                raise RuleViolation("only ORG and CAB mailboxes have members")
+            user = conn.execute(select(users.c.id).where(users.c.login == login.lower())).first()
+            if user is None:
+                raise NotFound(f"no login {login}")
+            if conn.execute(
+                select(mailbox_members.c.user_id).where(
+                    mailbox_members.c.mailbox_id == box.id, mailbox_members.c.user_id == user.id
+                )
+            ).first():
+                raise AlreadyExists(f"{login} is already a member of {box.address}")
+            conn.execute(
+                insert(mailbox_members).values(
+                    mailbox_id=box.id, user_id=user.id, added_at=utcnow()
+                )
+            )
+            traces.record(
+                conn, "mailbox.member.add", mailbox=box.address, actor=actor, detail=login
+            )
+
+    def members(self, address: str) -> list[str]:
+        with self.db.read() as conn:
+            box = self.get_in(conn, address)
+            rows = conn.execute(
+                select(users.c.login)
+                .join(mailbox_members, mailbox_members.c.user_id == users.c.id)
+                .where(mailbox_members.c.mailbox_id == box.id)
+                .order_by(users.c.login)
+            )
+            return [r.login for r in rows]
+
+    def count(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(mailboxes)).scalar_one())
+
+    # -- principals -------------------------------------------------------------------
+
+    def authenticate(self, login: str, password: str) -> Principal | None:
+        """Password check; None on any failure (the reason is never told to the peer)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(users).where(users.c.login == login.strip().lower())
+            ).first()
+        ok = verify_password(row.password_hash if row else None, password)
+        if not ok or row is None or row.status != "active":
+            return None
+        return Principal(
+            user_id=row.id, login=row.login, kind=row.kind, id_nat_ps=row.id_nat_ps
+        )
+
+    def check_can_send_as(self, principal: Principal, address: str) -> Mailbox:
+        """The principal owns the BAL, or is a member of it (ORG/CAB); else NotAMember."""
+        with self.db.read() as conn:
+            try:
+                box = self.get_in(conn, address)
+            except NotFound:
+                raise NotAMember(f"{principal.login} may not send as {address}") from None
+            if box.owner_user_id == principal.user_id:
+                return box
+            if conn.execute(
+                select(mailbox_members.c.user_id).where(
+                    mailbox_members.c.mailbox_id == box.id,
+                    mailbox_members.c.user_id == principal.user_id,
+                )
+            ).first():
+                return box
+        raise NotAMember(f"{principal.login} may not send as {address}")

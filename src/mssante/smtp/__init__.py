@@ -1,0 +1,1 @@
+"""mssante.smtp package."""

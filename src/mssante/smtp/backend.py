@@ -1,0 +1,39 @@
+"""What the SMTP adapter needs from the services: the checks of the four stages
+(connection, sender, recipient, content, as in maddy) and the durable acceptance.
+
+`runtime.py` provides the implementation; the SMTP code only sees this protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mssante.services.mailboxes import Principal
+from mssante.services.ports import AcceptedRecipient, IncomingMessage, Role
+
+__all__ = ["AcceptedRecipient", "IncomingMessage", "Role", "SmtpBackend"]
+
+
+class SmtpBackend(Protocol):
+    hostname: str
+
+    async def authenticate(self, login: str, password: str, peer: str) -> Principal | None:
+        """Password check (PLAIN, LOGIN); traces the attempt, never the secret."""
+
+    async def check_sender(
+        self, role: Role, sender: str, principal: Principal | None, peer_dn: str | None, peer: str
+    ) -> None:
+        """Raise a DomainError when this sender may not be used on this connection."""
+
+    async def check_recipient(
+        self, role: Role, recipient: str, sender: str, peer: str
+    ) -> AcceptedRecipient:
+        """Classify a recipient (local or relayed) or raise the DomainError that refuses it."""
+
+    async def accept(self, message: IncomingMessage) -> str:
+        """Store durably (fsync) and queue; return the queue id. Raises on failure."""
+
+    async def refused(
+        self, role: Role, stage: str, reason: str, peer: str, address: str | None
+    ) -> None:
+        """Trace a refusal (R63)."""

@@ -1,0 +1,1 @@
+"""mssante.storage package."""
