@@ -25,12 +25,20 @@ async def _seed(space: LocalTrustSpace) -> tuple[str, str]:
     b = space["beta.mssante.fr"].operator
     assert a and b
     await asyncio.to_thread(
-        seed_professional_mailbox, a.services.mailboxes, "camille.martin@alpha.mssante.fr",
-        "10000000017", PASSWORD,
+        seed_professional_mailbox,
+        a.services.mailboxes,
+        "camille.martin@alpha.mssante.fr",
+        "10000000017",
+        PASSWORD,
     )
     await asyncio.to_thread(
-        seed_professional_mailbox, b.services.mailboxes, "lea.dubois@beta.mssante.fr",
-        "10000000025", PASSWORD, family_name="Dubois", given_name="Léa",
+        seed_professional_mailbox,
+        b.services.mailboxes,
+        "lea.dubois@beta.mssante.fr",
+        "10000000025",
+        PASSWORD,
+        family_name="Dubois",
+        given_name="Léa",
     )
     return "camille.martin@alpha.mssante.fr", "lea.dubois@beta.mssante.fr"
 
@@ -42,8 +50,16 @@ async def test_message_crosses_the_trust_space(trust_space: LocalTrustSpace) -> 
     assert a and b and a.submission
     data = make_message(sender, [recipient], extra_headers={"X-MSS-INS": "N"})
     refused = await asyncio.to_thread(
-        submit, "127.0.0.1", a.submission.port, trust_space.ca_file, sender, PASSWORD,
-        sender, [recipient], data, mail_options=["RET=HDRS", "ENVID=env-1"],
+        submit,
+        "127.0.0.1",
+        a.submission.port,
+        trust_space.ca_file,
+        sender,
+        PASSWORD,
+        sender,
+        [recipient],
+        data,
+        mail_options=["RET=HDRS", "ENVID=env-1"],
         rcpt_options=["NOTIFY=SUCCESS,FAILURE"],
     )
     assert refused == {}
@@ -66,8 +82,15 @@ async def test_outside_trust_space_refused_at_rcpt(trust_space: LocalTrustSpace)
     assert a and a.submission
     with pytest.raises(smtplib.SMTPRecipientsRefused) as info:
         await asyncio.to_thread(
-            submit, "127.0.0.1", a.submission.port, trust_space.ca_file, sender, PASSWORD,
-            sender, ["someone@gmail.com"], make_message(sender, ["someone@gmail.com"]),
+            submit,
+            "127.0.0.1",
+            a.submission.port,
+            trust_space.ca_file,
+            sender,
+            PASSWORD,
+            sender,
+            ["someone@gmail.com"],
+            make_message(sender, ["someone@gmail.com"]),
         )
     code, text = info.value.recipients["someone@gmail.com"]
     assert code == 550 and text.startswith(b"5.7.1")

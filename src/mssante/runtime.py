@@ -43,7 +43,9 @@ class Services:
         self.config = config
         domains = tuple(config.operator.domains)
         self.db = Database(config.database_url, pool_size=config.database.pool_size)
-        keyring = BlobKeyring({k.id: k.raw() for k in config.storage.keys}, config.storage.active_key)
+        keyring = BlobKeyring(
+            {k.id: k.raw() for k in config.storage.keys}, config.storage.active_key
+        )
         self.blobs = FileBlobStore(config.blob_root, keyring)
         self.trust = TrustListService(self.db, domains)
         self.mailboxes = MailboxService(self.db, domains)
@@ -83,16 +85,25 @@ class Services:
             data = section.file.read_bytes()
             checksum = section.checksum_file.read_text() if section.checksum_file else None
         except OSError as exc:
-            log.error("ALERT white list %s unreadable (%s); keeping the list in force",
-                      section.file, exc.strerror)
+            log.error(
+                "ALERT white list %s unreadable (%s); keeping the list in force",
+                section.file,
+                exc.strerror,
+            )
             return
         try:
             status = self.trust.load(data, checksum, source=str(section.file))
-            log.info("white list loaded: %d entries (generation %d)",
-                     status.domain_count, status.generation)
+            log.info(
+                "white list loaded: %d entries (generation %d)",
+                status.domain_count,
+                status.generation,
+            )
         except TrustListRejected as exc:
-            log.error("ALERT white list %s rejected (%s); keeping the list in force",
-                      section.file, exc.message)
+            log.error(
+                "ALERT white list %s rejected (%s); keeping the list in force",
+                section.file,
+                exc.message,
+            )
 
     def close(self) -> None:
         self.db.dispose()
@@ -116,7 +127,11 @@ class Backend:
 
         with self.services.db.write() as conn:
             traces.record(
-                conn, "login", "ok" if ok else "refused", actor=login[:320], peer=peer,
+                conn,
+                "login",
+                "ok" if ok else "refused",
+                actor=login[:320],
+                peer=peer,
                 detail="smtp submission PLAIN/LOGIN",
             )
 
@@ -141,9 +156,7 @@ class Backend:
     async def refused(
         self, role: Role, stage: str, reason: str, peer: str, address: str | None
     ) -> None:
-        await asyncio.to_thread(
-            self.services.delivery.refused, role, stage, reason, peer, address
-        )
+        await asyncio.to_thread(self.services.delivery.refused, role, stage, reason, peer, address)
 
 
 class Operator:
@@ -181,7 +194,9 @@ class Operator:
             limiter = ConnectionLimiter(section.max_connections)
 
             def factory(
-                role: Role = role, ctx: object = ctx, section: object = section,
+                role: Role = role,
+                ctx: object = ctx,
+                section: object = section,
                 limiter: ConnectionLimiter = limiter,
             ) -> SmtpSession:
                 return SmtpSession(

@@ -232,8 +232,13 @@ class DeliveryService:
                     )
                 )
                 traces.record(
-                    conn, "delivery.failed", "failed", mailbox=rcpt.address,
-                    message_id=message_id, envelope_id=envelope_id, detail="mailbox unavailable",
+                    conn,
+                    "delivery.failed",
+                    "failed",
+                    mailbox=rcpt.address,
+                    message_id=message_id,
+                    envelope_id=envelope_id,
+                    detail="mailbox unavailable",
                 )
                 return False
             self.append_to_folder(conn, row.id, "INBOX", digest, size, message_id, envelope_id)
@@ -347,7 +352,11 @@ class DeliveryService:
         local = self.trust.is_local(domain)
         if local and self.mailboxes.find(to) is None:
             traces.record(
-                conn, "dsn.dropped", "failed", mailbox=to, envelope_id=envelope_id,
+                conn,
+                "dsn.dropped",
+                "failed",
+                mailbox=to,
+                envelope_id=envelope_id,
                 detail="DSN recipient has no mailbox here",
             )
             return

@@ -156,13 +156,19 @@ class MailboxService:
                 select(mailboxes.c.id).where(mailboxes.c.address == spec.address)
             ).first():
                 raise AlreadyExists(f"mailbox {spec.address} already exists")
-            if spec.id_nat_ps and not conn.execute(
-                select(professionals.c.id).where(professionals.c.id_nat_ps == spec.id_nat_ps)
-            ).first():
+            if (
+                spec.id_nat_ps
+                and not conn.execute(
+                    select(professionals.c.id).where(professionals.c.id_nat_ps == spec.id_nat_ps)
+                ).first()
+            ):
                 raise NotFound(f"professional {spec.id_nat_ps} is not registered")
-            if spec.id_nat_struct and not conn.execute(
-                select(structures.c.id).where(structures.c.id_nat_struct == spec.id_nat_struct)
-            ).first():
+            if (
+                spec.id_nat_struct
+                and not conn.execute(
+                    select(structures.c.id).where(structures.c.id_nat_struct == spec.id_nat_struct)
+                ).first()
+            ):
                 raise NotFound(f"structure {spec.id_nat_struct} is not registered")
             if conn.execute(select(users.c.id).where(users.c.login == spec.address)).first():
                 raise AlreadyExists(f"login {spec.address} already exists")
@@ -328,15 +334,11 @@ class MailboxService:
     def authenticate(self, login: str, password: str) -> Principal | None:
         """Password check; None on any failure (the reason is never told to the peer)."""
         with self.db.read() as conn:
-            row = conn.execute(
-                select(users).where(users.c.login == login.strip().lower())
-            ).first()
+            row = conn.execute(select(users).where(users.c.login == login.strip().lower())).first()
         ok = verify_password(row.password_hash if row else None, password)
         if not ok or row is None or row.status != "active":
             return None
-        return Principal(
-            user_id=row.id, login=row.login, kind=row.kind, id_nat_ps=row.id_nat_ps
-        )
+        return Principal(user_id=row.id, login=row.login, kind=row.kind, id_nat_ps=row.id_nat_ps)
 
     def check_can_send_as(self, principal: Principal, address: str) -> Mailbox:
         """The principal owns the BAL, or is a member of it (ORG/CAB); else NotAMember."""

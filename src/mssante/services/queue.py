@@ -187,27 +187,37 @@ class QueueService:
                 if result.success:
                     self._set(conn, rcpt.delivery_id, status="relayed", remote=result, **base)
                     traces.record(
-                        conn, "delivery.relayed", mailbox=rcpt.address, peer=result.remote_mta,
-                        message_id=job.message_id, envelope_id=job.envelope_id,
+                        conn,
+                        "delivery.relayed",
+                        mailbox=rcpt.address,
+                        peer=result.remote_mta,
+                        message_id=job.message_id,
+                        envelope_id=job.envelope_id,
                         detail=f"{result.code} {result.text}"[:200],
                     )
                     # RFC 3461 §5.2.2: the next hop cannot report success itself.
                     if not result.peer_supports_dsn and wants(rcpt.notify, "SUCCESS"):
-                        reports.relayed.append(
-                            _replace(status, action="relayed", status="2.0.0")
-                        )
+                        reports.relayed.append(_replace(status, action="relayed", status="2.0.0"))
                     continue
                 expired = now >= expires_at
                 if result.permanent or expired:
                     if expired and not result.permanent:
                         status = _replace(status, status="4.4.7")
                     self._set(
-                        conn, rcpt.delivery_id, status="failed", remote=result,
-                        last_error=diagnostic[:2000], **base,
+                        conn,
+                        rcpt.delivery_id,
+                        status="failed",
+                        remote=result,
+                        last_error=diagnostic[:2000],
+                        **base,
                     )
                     traces.record(
-                        conn, "delivery.bounced", "failed", mailbox=rcpt.address,
-                        peer=result.remote_mta, message_id=job.message_id,
+                        conn,
+                        "delivery.bounced",
+                        "failed",
+                        mailbox=rcpt.address,
+                        peer=result.remote_mta,
+                        message_id=job.message_id,
                         envelope_id=job.envelope_id,
                         detail=("expired: " if expired else "") + diagnostic[:300],
                     )
@@ -234,9 +244,14 @@ class QueueService:
                     )
                 self._set(conn, rcpt.delivery_id, remote=result, **values)
                 traces.record(
-                    conn, "delivery.deferred", "failed", mailbox=rcpt.address,
-                    peer=result.remote_mta, message_id=job.message_id,
-                    envelope_id=job.envelope_id, detail=diagnostic[:300],
+                    conn,
+                    "delivery.deferred",
+                    "failed",
+                    mailbox=rcpt.address,
+                    peer=result.remote_mta,
+                    message_id=job.message_id,
+                    envelope_id=job.envelope_id,
+                    detail=diagnostic[:300],
                 )
             if job.mail_from:  # never report on a report (RFC 3461 §6.2)
                 original = None
@@ -244,8 +259,13 @@ class QueueService:
                     if statuses:
                         original = original or self.delivery.blobs.get(job.blob_digest)
                         self.delivery.send_dsn(
-                            conn, job.envelope_id, job.mail_from, statuses, original,
-                            job.ret, job.envid,
+                            conn,
+                            job.envelope_id,
+                            job.mail_from,
+                            statuses,
+                            original,
+                            job.ret,
+                            job.envid,
                         )
 
     @staticmethod
@@ -254,9 +274,7 @@ class QueueService:
     ) -> None:
         if remote.remote_mta:
             values["remote_mta"] = remote.remote_mta[:255]
-        conn.execute(
-            update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
-        )
+        conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
 
     def release(self, job: RelayJob) -> None:
         """Give back a claimed job untouched (shutdown)."""

@@ -61,10 +61,14 @@ class TrustListService:
             raise TrustListRejected("the white list is empty")
         now = utcnow()
         with self.db.write() as conn:
-            generation = int(
-                conn.execute(select(func.coalesce(func.max(trust_list_meta.c.generation), 0)))
-                .scalar_one()
-            ) + 1
+            generation = (
+                int(
+                    conn.execute(
+                        select(func.coalesce(func.max(trust_list_meta.c.generation), 0))
+                    ).scalar_one()
+                )
+                + 1
+            )
             conn.execute(delete(trust_list_domains))
             conn.execute(
                 insert(trust_list_domains),

@@ -63,7 +63,9 @@ async def mx_resolver(domain: str, port: int = 25) -> list[tuple[str, int]]:
     except dns.resolver.NoAnswer:
         return [(domain, port)]
     except dns.exception.DNSException as exc:
-        raise RouteError(AttemptResult(0, f"DNS lookup failed: {type(exc).__name__}", enhanced="4.4.3")) from None
+        raise RouteError(
+            AttemptResult(0, f"DNS lookup failed: {type(exc).__name__}", enhanced="4.4.3")
+        ) from None
     records = sorted(answer, key=lambda r: r.preference)
     hosts = [str(r.exchange).rstrip(".") for r in records]
     if hosts == [""]:  # RFC 7505 null MX
@@ -110,8 +112,10 @@ class RelayWorker:
     async def run(self) -> None:
         while not self._stopping:
             try:
-                jobs = await asyncio.to_thread(self.queue.claim, self.worker_id, self.concurrency * 4)
-            except Exception:  # noqa: BLE001 - the worker keeps going (database restart…)
+                jobs = await asyncio.to_thread(
+                    self.queue.claim, self.worker_id, self.concurrency * 4
+                )
+            except Exception:
                 log.exception("queue claim failed")
                 jobs = []
             for job in jobs:
@@ -134,7 +138,7 @@ class RelayWorker:
         try:
             results = await self.attempt(job)
             await asyncio.to_thread(self.queue.complete, job, results)
-        except Exception:  # noqa: BLE001 - the lease expires and the job comes back
+        except Exception:
             log.exception("relay of queue %s to %s failed", job.queue_id, job.domain)
         finally:
             self._sem.release()
@@ -192,9 +196,7 @@ class RelayWorker:
                     AttemptResult(0, f"connection to {host} failed: {exc}", host, "4.4.1")
                 ) from None
             if not client.supports_extension("starttls"):
-                raise RouteError(
-                    AttemptResult(0, f"{host} does not offer STARTTLS", host, "4.7.5")
-                )
+                raise RouteError(AttemptResult(0, f"{host} does not offer STARTTLS", host, "4.7.5"))
             try:
                 await client.starttls(tls_context=self.tls_context, server_hostname=host)
                 await client.ehlo()

@@ -55,9 +55,7 @@ AUTH_MECHANISM = "504 5.5.4 Mecanisme inconnu / Unrecognized authentication type
 AUTH_TOO_WEAK = "538 5.7.11 Chiffrement requis / Encryption required for this mechanism"
 MESSAGE_TOO_BIG = "552 5.3.4 Message trop volumineux (maximum {} octets) / Message too big"
 HEADER_TOO_BIG = "552 5.3.4 En-tetes trop volumineux / Message header section too big"
-BARE_LF = (
-    "554 5.6.11 CR ou LF isole interdit (RFC 5321 2.3.8) / Bare CR or LF not allowed"
-)
+BARE_LF = "554 5.6.11 CR ou LF isole interdit (RFC 5321 2.3.8) / Bare CR or LF not allowed"
 EIGHTBIT_NOT_DECLARED = "554 5.6.1 Contenu 8 bits non declare / 8-bit content not declared"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Trop de connexions, reessayez plus tard / Too many connections"
 TIMEOUT = "421 4.4.2 Delai depasse, connexion fermee / Timeout, closing connection"

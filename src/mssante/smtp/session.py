@@ -127,9 +127,10 @@ class SmtpSession(SMTP):
     async def push(self, status: str | bytes) -> None:
         if isinstance(status, str):
             # aiosmtpd's own STARTTLS replies, given their enhanced codes here.
-            status = {"220 Ready to start TLS": R.READY_TLS, "454 TLS not available": (
-                R.TLS_NOT_AVAILABLE
-            )}.get(status, status)
+            status = {
+                "220 Ready to start TLS": R.READY_TLS,
+                "454 TLS not available": (R.TLS_NOT_AVAILABLE),
+            }.get(status, status)
         if self.transport is None or self.transport.is_closing():
             return
         await super().push(status)  # type: ignore[type-var]
@@ -199,7 +200,7 @@ class SmtpSession(SMTP):
                 if self.transport is not None:
                     self.transport.close()
                 return
-            except Exception:  # noqa: BLE001 - a fault never kills the server
+            except Exception:
                 error_id = secrets.token_hex(6)
                 log.exception("error id %s on connection from %s", error_id, self.peer)
                 self._reset_transaction()

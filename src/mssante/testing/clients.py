@@ -7,9 +7,9 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from mssante.domain.mailboxes import MailboxSpec, MailboxType
@@ -99,7 +99,10 @@ def submit(
         client.starttls(context=context)
         client.login(login, password)
         return client.sendmail(
-            sender, list(recipients), data, mail_options=list(mail_options),
+            sender,
+            list(recipients),
+            data,
+            mail_options=list(mail_options),
             rcpt_options=list(rcpt_options),
         )
 

@@ -67,7 +67,8 @@ def build_trust_list_xml(
         ET.SubElement(node, f"{{{NAMESPACE}}}ResponsableContact").text = "demo"
         ET.SubElement(node, f"{{{NAMESPACE}}}SupportContact").text = "demo"
         ET.SubElement(node, f"{{{NAMESPACE}}}DateMAJ").text = stamp
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def _toml_str(value: str) -> str:

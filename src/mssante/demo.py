@@ -1,0 +1,424 @@
+"""`mssante demo`: a complete local trust space to try MSSanté in one command.
+
+Two operators on loopback (`hopital-demo.mssante.fr`, `ehpad-demo.mssante.fr`), a demo CA
+that issues their certificates, a demo white list naming both, the actors of the six flows
+of DESIGN.md, one message per flow, and a summary of what to try next. Everything is
+fictitious: identifiers are synthetic (valid keys), there is no real patient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import click
+
+from mssante.domain.identifiers import luhn_check_digit
+from mssante.domain.mailboxes import MailboxType
+from mssante.services.passwords import generate_password
+from mssante.testing.clients import make_message, seed_structure_mailbox
+from mssante.testing.trust_space import LocalTrustSpace, OperatorSpec
+
+HOSPITAL = "hopital-demo.mssante.fr"
+EHPAD = "ehpad-demo.mssante.fr"
+
+
+def _finess(prefix8: str) -> str:
+    return "1" + prefix8 + luhn_check_digit(prefix8)
+
+
+def _rpps(prefix10: str) -> str:
+    return prefix10 + luhn_check_digit(prefix10)
+
+
+@dataclass(frozen=True)
+class Actor:
+    local: str
+    domain: str
+    type: MailboxType
+    label: str
+    rpps: str | None = None  # PER
+    structure: tuple[str, str] | None = None  # (idNat_Struct, name) for ORG/APP
+    profession: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+
+CH = (_finess("75000002"), "Centre hospitalier de démonstration")
+EHPAD_T = (_finess("13000003"), "EHPAD Les Tilleuls")
+ACTORS: tuple[Actor, ...] = (
+    Actor(
+        "camille.martin",
+        HOSPITAL,
+        MailboxType.PER,
+        "Dr Camille Martin, médecin hospitalier",
+        rpps=_rpps("1000000001"),
+        profession="Médecin",
+    ),
+    Actor(
+        "lea.dubois",
+        HOSPITAL,
+        MailboxType.PER,
+        "Dr Léa Dubois, médecin généraliste",
+        rpps=_rpps("1000000002"),
+        profession="Médecin généraliste",
+    ),
+    Actor(
+        "hugo.bernard",
+        HOSPITAL,
+        MailboxType.PER,
+        "Hugo Bernard, pharmacien d'officine",
+        rpps=_rpps("1000000003"),
+        profession="Pharmacien",
+    ),
+    Actor(
+        "secretariat.medecine", HOSPITAL, MailboxType.ORG, "Secrétariat de médecine", structure=CH
+    ),
+    Actor("dpi", HOSPITAL, MailboxType.APP, "DPI de l'hôpital (logiciel)", structure=CH),
+    Actor(
+        "mdph",
+        HOSPITAL,
+        MailboxType.ORG,
+        "MDPH de démonstration",
+        structure=(_finess("75000003"), "MDPH de démonstration"),
+    ),
+    Actor(
+        "cd-protection-enfance",
+        HOSPITAL,
+        MailboxType.ORG,
+        "Conseil départemental, CRIP",
+        structure=(_finess("75000004"), "Conseil départemental de démonstration"),
+    ),
+    Actor("accueil", EHPAD, MailboxType.ORG, "EHPAD Les Tilleuls, accueil", structure=EHPAD_T),
+    Actor("dui", EHPAD, MailboxType.APP, "DUI de l'EHPAD (logiciel)", structure=EHPAD_T),
+    Actor(
+        "ssiad",
+        EHPAD,
+        MailboxType.ORG,
+        "SSIAD du Val",
+        structure=(_finess("13000004"), "SSIAD du Val"),
+    ),
+    Actor(
+        "dac",
+        EHPAD,
+        MailboxType.ORG,
+        "DAC de démonstration",
+        structure=(_finess("13000005"), "DAC de démonstration"),
+    ),
+    Actor(
+        "ime",
+        EHPAD,
+        MailboxType.ORG,
+        "IME Les Cigales",
+        structure=(_finess("13000006"), "IME Les Cigales"),
+    ),
+    Actor(
+        "pcpe",
+        EHPAD,
+        MailboxType.ORG,
+        "PCPE de démonstration",
+        structure=(_finess("13000007"), "PCPE de démonstration"),
+    ),
+)
+
+FLOWS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (
+        "1. EHPAD -> pharmacie : prescription",
+        f"accueil@{EHPAD}",
+        (f"hugo.bernard@{HOSPITAL}",),
+        "Prescription pour un résident (Mme Exemple)",
+    ),
+    (
+        "2. DAC -> SSIAD : demande d'intervention",
+        f"dac@{EHPAD}",
+        (f"ssiad@{EHPAD}",),
+        "Demande d'intervention SSIAD",
+    ),
+    (
+        "3. PCPE -> MDPH : saisine de fin de prise en charge",
+        f"pcpe@{EHPAD}",
+        (f"mdph@{HOSPITAL}",),
+        "Saisine fin de prise en charge",
+    ),
+    (
+        "4. IME -> Conseil départemental : information préoccupante",
+        f"ime@{EHPAD}",
+        (f"cd-protection-enfance@{HOSPITAL}",),
+        "Information préoccupante",
+    ),
+    (
+        "5. Médecin de ville -> DAC : signalement",
+        f"lea.dubois@{HOSPITAL}",
+        (f"dac@{EHPAD}",),
+        "Formulaire de signalement",
+    ),
+    (
+        "6. Hôpital -> médecin traitant et EHPAD : lettre de liaison",
+        f"camille.martin@{HOSPITAL}",
+        (f"lea.dubois@{HOSPITAL}", f"accueil@{EHPAD}"),
+        "Lettre de liaison de sortie",
+    ),
+)
+
+
+def _seed(space: LocalTrustSpace) -> dict[str, str]:
+    passwords: dict[str, str] = {}
+    created: set[str] = set()
+    for actor in ACTORS:
+        op = space[actor.domain].operator
+        assert op is not None
+        boxes = op.services.mailboxes
+        if boxes.find(actor.address) is not None:
+            continue
+        password = generate_password()
+        if actor.type is MailboxType.PER:
+            assert actor.rpps
+            family = actor.label.split(",")[0].split()[-1]
+            given = actor.label.split(",")[0].split()[-2]
+            from mssante.testing.clients import seed_professional_mailbox
+
+            seed_professional_mailbox(
+                boxes,
+                actor.address,
+                actor.rpps,
+                password,
+                family_name=family,
+                given_name=given,
+                profession=actor.profession,
+            )
+        else:
+            assert actor.structure
+            key = f"{actor.domain}/{actor.structure[0]}"
+            seed_structure_mailbox(
+                boxes,
+                actor.address,
+                actor.structure[0],
+                actor.structure[1],
+                password,
+                type=actor.type,
+                responsible="Direction " + actor.structure[1],
+                create_structure=key not in created,
+            )
+            created.add(key)
+        passwords[actor.address] = password
+    # The hospital physician also acts on the secretariat's ORG mailbox.
+    op = space[HOSPITAL].operator
+    assert op is not None
+    if f"camille.martin@{HOSPITAL}" not in op.services.mailboxes.members(
+        f"secretariat.medecine@{HOSPITAL}"
+    ):
+        op.services.mailboxes.add_member(
+            f"secretariat.medecine@{HOSPITAL}", f"camille.martin@{HOSPITAL}"
+        )
+    return passwords
+
+
+async def _send_flows(space: LocalTrustSpace, passwords: dict[str, str]) -> list[dict[str, Any]]:
+    ctx = ssl.create_default_context(cafile=str(space.ca_file))
+    results = []
+    for name, sender, recipients, subject in FLOWS:
+        op = space[sender.rpartition("@")[2]].operator
+        assert op is not None and op.submission is not None
+        body = (
+            f"Bonjour,\n\n{subject} (message de démonstration, aucune donnée réelle).\n\n"
+            f"Cordialement,\n{sender}\n"
+        )
+        data = make_message(sender, recipients, subject=subject, body=body)
+        status = "accepted"
+        try:
+            await aiosmtplib.send(
+                data,
+                sender=sender,
+                recipients=list(recipients),
+                hostname="127.0.0.1",
+                port=op.submission.port,
+                username=sender,
+                password=passwords[sender],
+                start_tls=True,
+                tls_context=ctx,
+                timeout=30,
+            )
+        except aiosmtplib.SMTPException as exc:
+            status = f"refused: {exc}"
+        results.append({"flow": name, "from": sender, "to": list(recipients), "status": status})
+    return results
+
+
+async def _wait_delivered(
+    space: LocalTrustSpace, flows: list[dict[str, Any]], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    for flow in flows:
+        for rcpt in flow["to"]:
+            op = space[rcpt.rpartition("@")[2]].operator
+            assert op is not None
+            while not await asyncio.to_thread(op.services.store.list, rcpt):
+                if time.monotonic() > deadline:
+                    flow["status"] = "queued"
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                flow["status"] = "delivered"
+
+
+def _pin_ports(space: LocalTrustSpace) -> None:
+    """Write the bound ports and routes into each config file, for CLI use during the demo."""
+    for local in space.operators:
+        op = local.operator
+        assert op is not None and op.submission and op.inbound
+        text = local.config_file.read_text(encoding="utf-8")
+        text = re.sub(
+            r"(\[smtp\.submission\]\nhost = \"[^\"]*\"\nport = )\d+",
+            rf"\g<1>{op.submission.port}",
+            text,
+        )
+        text = re.sub(
+            r"(\[smtp\.inbound\]\nhost = \"[^\"]*\"\nport = )\d+", rf"\g<1>{op.inbound.port}", text
+        )
+        routes = "".join(
+            f'"{o.spec.domain}" = "127.0.0.1:{o.operator.inbound.port}"\n'
+            for o in space.operators
+            if o is not local and o.operator and o.operator.inbound
+        )
+        text = re.sub(r"\[relay\.routes\]\n(?:\"[^\n]*\n)*", "[relay.routes]\n" + routes, text)
+        local.config_file.write_text(text, encoding="utf-8")
+
+
+def _state(
+    space: LocalTrustSpace, passwords: dict[str, str], flows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    operators = []
+    for local in space.operators:
+        op = local.operator
+        assert op is not None and op.submission and op.inbound
+        operators.append(
+            {
+                "domain": local.spec.domain,
+                "name": local.spec.organization,
+                "config_file": str(local.config_file),
+                "submission": {"host": op.submission.host, "port": op.submission.port},
+                "mx": {"host": op.inbound.host, "port": op.inbound.port},
+                "accounts": [
+                    {
+                        "address": a.address,
+                        "password": passwords.get(a.address, ""),
+                        "type": a.type.value,
+                        "label": a.label,
+                    }
+                    for a in ACTORS
+                    if a.domain == local.spec.domain
+                ],
+            }
+        )
+    return {
+        "ca_file": str(space.ca_file),
+        "data_dir": str(space.root),
+        "trust_list_file": str(space.trust_list_file),
+        "operators": operators,
+        "flows": flows,
+    }
+
+
+def _summary(state: dict[str, Any]) -> str:
+    lines = ["", "=== Espace de confiance MSSanté de démonstration ===", ""]
+    for op in state["operators"]:
+        lines.append(f"{op['name']} ({op['domain']})")
+        lines.append(
+            "  soumission SMTP (STARTTLS + AUTH) : "
+            f"{op['submission']['host']}:{op['submission']['port']}"
+        )
+        lines.append(f"  MX entre opérateurs (TLS mutuel) : {op['mx']['host']}:{op['mx']['port']}")
+        lines.append(f"  configuration : {op['config_file']}")
+        for acc in op["accounts"]:
+            lines.append(
+                f"    {acc['type']}  {acc['address']:<45} mot de passe : {acc['password']}"
+            )
+        lines.append("")
+    lines.append("Flux envoyés :")
+    for flow in state["flows"]:
+        lines.append(f"  {flow['flow']} : {flow['status']}")
+    first = state["operators"][0]
+    acc = first["accounts"][0]
+    to = state["operators"][1]["accounts"][0]["address"]
+    lines += [
+        "",
+        "À essayer :",
+        f"  swaks --to {to} --from {acc['address']} \\",
+        f"        --server {first['submission']['host']}:{first['submission']['port']} --tls \\",
+        f"        --tls-ca-path {state['ca_file']} --auth PLAIN \\",
+        f"        --auth-user {acc['address']} --auth-password '{acc['password']}'",
+        f"  mssante --config {first['config_file']} mailbox list",
+        f"  mssante --config {first['config_file']} trace list",
+        "  (un envoi hors de l'espace de confiance, ex. x@gmail.com, est refusé : 550 5.7.1)",
+        "",
+        f"Données : {state['data_dir']}    Ctrl-C pour arrêter.",
+    ]
+    return "\n".join(lines)
+
+
+async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -> None:
+    specs = [
+        OperatorSpec(HOSPITAL, "Opérateur Hôpital Démo", CH[0], "Paris (75)"),
+        OperatorSpec(EHPAD, "Opérateur EHPAD Démo", EHPAD_T[0], "Bouches-du-Rhône (13)"),
+    ]
+    space = LocalTrustSpace.create(data_dir, specs)
+    await space.start()
+    try:
+        _pin_ports(space)
+        passwords = await asyncio.to_thread(_seed, space)
+        flows = await _send_flows(space, passwords) if send else []
+        await _wait_delivered(space, flows, timeout=20)
+        state = _state(space, passwords, flows)
+        if state_file is not None:
+            state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False), encoding="utf-8")
+            tmp.replace(state_file)
+        print(_summary(state), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("Arrêt de la démonstration…", flush=True)
+    finally:
+        await space.stop()
+
+
+@click.command("demo")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the demo's addresses, ports and passwords as JSON here.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the demo's data here (default: a temporary directory).",
+)
+@click.option("--no-flows", is_flag=True, help="Do not send the six sample messages.")
+def demo_command(state_file: Path | None, data_dir: Path | None, no_flows: bool) -> None:
+    """Start a local MSSanté trust space with two operators and sample users."""
+    from mssante.cli import setup_logging
+
+    setup_logging("WARNING")
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="mssante-demo-"))
+    elif data_dir.exists() and any(data_dir.iterdir()):
+        raise click.UsageError(f"{data_dir} is not empty; give a new or empty directory")
+    asyncio.run(
+        run_demo(
+            data_dir.resolve(), state_file.resolve() if state_file else None, send=not no_flows
+        )
+    )
