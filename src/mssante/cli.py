@@ -328,6 +328,19 @@ def structure_create(ctx: click.Context, id_nat_struct: str, name: str) -> None:
     console.print(f"structure {value} created")
 
 
+@structure_group.command("list")
+@click.pass_context
+@domain_errors
+def structure_list(ctx: click.Context) -> None:
+    services = _services(ctx)
+    rows = services.mailboxes.list_structures()
+    services.close()
+    table = Table("idNat_Struct", "name")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 @main.group("professional")
 def professional_group() -> None:
     """Professionals (idNat_PS = 8 + RPPS) who hold PER mailboxes."""
@@ -358,6 +371,19 @@ def professional_create(
     finally:
         services.close()
     console.print(f"professional {value} created")
+
+
+@professional_group.command("list")
+@click.pass_context
+@domain_errors
+def professional_list(ctx: click.Context) -> None:
+    services = _services(ctx)
+    rows = services.mailboxes.list_professionals()
+    services.close()
+    table = Table("idNat_PS", "family name", "given name", "profession")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @main.group("mailbox")

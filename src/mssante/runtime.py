@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from mssante.config import Config
 from mssante.domain.errors import TrustListRejected
+from mssante.services import traces
 from mssante.services.delivery import DeliveryService, DeliverySettings
 from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.ports import AcceptedRecipient, IncomingMessage, Role
@@ -28,6 +31,7 @@ from mssante.storage.database import Database
 from mssante.tls import client_context, server_context
 
 log = logging.getLogger("mssante")
+_LOOPS_WITH_EXECUTOR: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class Services:
 class Backend:
     """The SMTP adapter's view of the services (`mssante.smtp.backend.SmtpBackend`)."""
 
-    def __init__(self, services: Services, on_queued: asyncio.Event | None = None) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.hostname = services.config.operator.hostname
         self.relay: RelayWorker | None = None
@@ -123,8 +127,6 @@ class Backend:
         return principal
 
     def _trace_login(self, login: str, peer: str, ok: bool) -> None:
-        from mssante.services import traces
-
         with self.services.db.write() as conn:
             traces.record(
                 conn,
@@ -174,10 +176,15 @@ class Operator:
         self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Each accepted message holds a worker thread through its fsyncs; the default pool
+        # (cores + 4) would queue concurrent clients behind one another.
+        if loop not in _LOOPS_WITH_EXECUTOR:
+            _LOOPS_WITH_EXECUTOR.add(loop)
+            loop.set_default_executor(ThreadPoolExecutor(64, thread_name_prefix="mssante"))
         await asyncio.to_thread(self.services.migrate)
         await asyncio.to_thread(self.services.load_configured_trust_list)
         tls = self.config.tls
-        loop = asyncio.get_running_loop()
         for role, section in (
             (Role.SUBMISSION, self.config.smtp.submission),
             (Role.INBOUND, self.config.smtp.inbound),

@@ -144,6 +144,20 @@ class MailboxService:
             traces.record(conn, "professional.create", actor=actor, detail=value)
         return value
 
+    def list_structures(self) -> list[tuple[str, str]]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(structures.c.id_nat_struct, structures.c.name).order_by(
+                    structures.c.id_nat_struct
+                )
+            )
+            return [(r.id_nat_struct, r.name) for r in rows]
+
+    def list_professionals(self) -> list[tuple[str, str, str, str]]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(professionals).order_by(professionals.c.family_name))
+            return [(r.id_nat_ps, r.family_name, r.given_name, r.profession) for r in rows]
+
     # -- mailboxes --------------------------------------------------------------------
 
     def create_mailbox(

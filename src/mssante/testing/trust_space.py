@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import secrets
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +75,14 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _toml_value(value: int | float | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _toml_str(value)
+    return repr(value)
+
+
 def write_operator_config(
     path: Path,
     *,
@@ -93,8 +101,16 @@ def write_operator_config(
     use_mx: bool = False,
     name: str = "Opérateur MSSanté",
     extra: str = "",
+    relay: Mapping[str, int | float | str] | None = None,
 ) -> Path:
-    """Write a complete configuration file for one operator (also used by `mssante init`)."""
+    """Write a complete configuration file for one operator (also used by `mssante init`).
+
+    `relay` sets keys of the `[relay]` table (`retry_initial`, `retry_max`,
+    `queue_lifetime`, `delay_warning`, `poll_interval`, `connect_timeout`, `workers`…) over
+    the defaults written here; `extra` is appended and can only add new tables.
+    """
+    relay_settings: dict[str, int | float | str] = {"retry_initial": 5, "poll_interval": 0.2}
+    relay_settings.update(relay or {})
     key = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
     lines = [
         "# mssante operator configuration (see docs/configuration.md)",
@@ -132,8 +148,7 @@ def write_operator_config(
         "",
         "[relay]",
         f"use_mx = {'true' if use_mx else 'false'}",
-        "retry_initial = 5",
-        "poll_interval = 0.2",
+        *[f"{k} = {_toml_value(v)}" for k, v in relay_settings.items()],
         "",
         "[relay.routes]",
         *[f"{_toml_str(d)} = {_toml_str(t)}" for d, t in (routes or {}).items()],
@@ -177,6 +192,7 @@ class LocalTrustSpace:
         database_urls: Sequence[str] | None = None,
         extra_trust_entries: Sequence[TrustListEntry] = (),
         extra_config: str = "",
+        relay: Mapping[str, int | float | str] | None = None,
     ) -> LocalTrustSpace:
         root.mkdir(parents=True, exist_ok=True)
         ca = DemoCA.create("mssante demo CA (not IGC-Sante)")
@@ -210,6 +226,7 @@ class LocalTrustSpace:
                 database_url=database_urls[i] if database_urls else "",
                 name=spec.organization,
                 extra=extra_config,
+                relay=relay,
             )
             space.operators.append(
                 LocalOperator(spec=spec, config_file=config_file, config=load_config(config_file))
