@@ -172,6 +172,14 @@ FLOWS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
 )
 
 
+def _demo_password() -> str:
+    """A random password that swaks and other CLIs accept as an option value (no leading -)."""
+    password = generate_password()
+    while password.startswith("-"):
+        password = generate_password()
+    return password
+
+
 def _seed(space: LocalTrustSpace) -> dict[str, str]:
     passwords: dict[str, str] = {}
     created: set[str] = set()
@@ -181,7 +189,7 @@ def _seed(space: LocalTrustSpace) -> dict[str, str]:
         boxes = op.services.mailboxes
         if boxes.find(actor.address) is not None:
             continue
-        password = generate_password()
+        password = _demo_password()
         if actor.type is MailboxType.PER:
             assert actor.rpps
             family = actor.label.split(",")[0].split()[-1]
@@ -396,20 +404,8 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
         await space.stop()
 
 
-@click.command("demo")
-@click.option(
-    "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the demo's addresses, ports and passwords as JSON here.",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep the demo's data here (default: a temporary directory).",
-)
-@click.option("--no-flows", is_flag=True, help="Do not send the six sample messages.")
-def demo_command(state_file: Path | None, data_dir: Path | None, no_flows: bool) -> None:
-    """Start a local MSSanté trust space with two operators and sample users."""
+def start_demo(state_file: Path | None, data_dir: Path | None, no_flows: bool) -> None:
+    """`mssante demo`: start, print the summary, run until Ctrl-C."""
     from mssante.cli import setup_logging
 
     setup_logging("WARNING")

@@ -1,0 +1,5 @@
+"""`python -m mssante.cli`."""
+
+from mssante.cli import main
+
+main()
