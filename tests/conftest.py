@@ -45,15 +45,24 @@ def postgres() -> Iterator[PostgresServer | None]:
 
 
 @pytest.fixture
-def database_url(postgres: PostgresServer | None) -> Callable[[], str]:
+def database_url(postgres: PostgresServer | None) -> Iterator[Callable[[], str]]:
     """Returns a factory: each call gives a fresh empty database ("" means SQLite default)."""
+
+    created: list[str] = []
 
     def make() -> str:
         if postgres is None:
             return ""
-        return postgres.create_database(f"t_{secrets.token_hex(6)}")
+        name = f"t_{secrets.token_hex(6)}"
+        created.append(name)
+        return postgres.create_database(name)
 
-    return make
+    yield make
+    for name in created:  # dropping keeps the server's shutdown at the end quick
+        try:
+            postgres.drop_database(name)  # type: ignore[union-attr]
+        except Exception:
+            pass
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,13 @@ def _operators(space: LocalTrustSpace) -> tuple[Operator, Operator]:
 async def _seed_recipient(space: LocalTrustSpace) -> Operator:
     _, b = _operators(space)
     await asyncio.to_thread(
-        seed_professional_mailbox, b.services.mailboxes, RECIPIENT, "10000000025", PASSWORD,
-        family_name="Dubois", given_name="Léa",
+        seed_professional_mailbox,
+        b.services.mailboxes,
+        RECIPIENT,
+        "10000000025",
+        PASSWORD,
+        family_name="Dubois",
+        given_name="Léa",
     )
     return b
 
@@ -62,8 +68,19 @@ def _alpha_context(space: LocalTrustSpace) -> ssl.SSLContext:
     return _client_context(space.ca_file, tls.cert_file, tls.key_file)
 
 
-def _issue(ca: DemoCA, dn: DistinguishedName, directory: Path) -> tuple[Path, Path]:
-    cert = ca.issue(dn, dns_names=(dn.common_name,))
+def _issue(
+    ca: DemoCA, dn: DistinguishedName, directory: Path, *, expired: bool = False
+) -> tuple[Path, Path]:
+    if expired:
+        now = datetime.now(UTC)
+        cert = ca.issue(
+            dn,
+            dns_names=(dn.common_name,),
+            not_before=now - timedelta(days=30),
+            not_after=now - timedelta(days=1),
+        )
+    else:
+        cert = ca.issue(dn, dns_names=(dn.common_name,))
     directory.mkdir(parents=True, exist_ok=True)
     cert_file, key_file = directory / "client.pem", directory / "client.key"
     cert.write(cert_file, key_file, chain=True)
@@ -103,14 +120,17 @@ def _envelope_count(operator: Operator) -> int:
         return len(conn.execute(select(envelopes.c.id)).all())
 
 
-async def test_client_certificate_from_another_ca_is_refused(
-    trust_space: LocalTrustSpace, tmp_path: Path
+@pytest.mark.parametrize("case", ["other-ca", "expired"])
+async def test_client_certificate_that_does_not_verify_is_refused(
+    trust_space: LocalTrustSpace, tmp_path: Path, case: str
 ) -> None:
+    """The very DN the white list names for alpha, but from a CA beta does not trust, or
+    expired (R5, R8, R10): the TLS session never carries a transaction."""
     b = await _seed_recipient(trust_space)
     assert b.inbound
-    # The very DN the white list names for alpha, but signed by a CA beta does not trust.
-    rogue = DemoCA.create("rogue CA")
-    cert_file, key_file = _issue(rogue, trust_space["alpha.mssante.fr"].spec.dn(), tmp_path)
+    ca = DemoCA.create("rogue CA") if case == "other-ca" else trust_space.ca
+    dn = trust_space["alpha.mssante.fr"].spec.dn()
+    cert_file, key_file = _issue(ca, dn, tmp_path, expired=case == "expired")
     ctx = _client_context(trust_space.ca_file, cert_file, key_file)
 
     def attempt() -> tuple[int, bytes] | None:
@@ -318,6 +338,7 @@ def _tls11_context() -> ssl.SSLContext:
     return ctx
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 async def test_tls_1_1_client_is_refused(trust_space: LocalTrustSpace, tmp_path: Path) -> None:
     if not await asyncio.to_thread(_tls11_client_works, tmp_path):
         pytest.skip("the local OpenSSL cannot negotiate TLS 1.1 even with a lenient server")

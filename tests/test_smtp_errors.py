@@ -28,8 +28,13 @@ async def test_storage_failure_gives_451_with_error_id(
         seed_professional_mailbox, a.services.mailboxes, sender, "10000000017", PASSWORD
     )
     await asyncio.to_thread(
-        seed_professional_mailbox, a.services.mailboxes, other, "10000000025", PASSWORD,
-        family_name="Petit", given_name="Claire",
+        seed_professional_mailbox,
+        a.services.mailboxes,
+        other,
+        "10000000025",
+        PASSWORD,
+        family_name="Petit",
+        given_name="Claire",
     )
     blob_root = a.config.blob_root
     # Break the blob store: its root becomes a plain file.
@@ -39,8 +44,15 @@ async def test_storage_failure_gives_451_with_error_id(
     data = make_message(sender, [other], subject="will fail")
     with pytest.raises(smtplib.SMTPDataError) as info:
         await asyncio.to_thread(
-            submit, "127.0.0.1", a.submission.port, trust_space.ca_file, sender, PASSWORD,
-            sender, [other], data,
+            submit,
+            "127.0.0.1",
+            a.submission.port,
+            trust_space.ca_file,
+            sender,
+            PASSWORD,
+            sender,
+            [other],
+            data,
         )
     assert info.value.smtp_code == 451
     text = info.value.smtp_error.decode()
@@ -53,7 +65,14 @@ async def test_storage_failure_gives_451_with_error_id(
     # Repaired: the same server accepts the next message.
     blob_root.unlink()
     await asyncio.to_thread(
-        submit, "127.0.0.1", a.submission.port, trust_space.ca_file, sender, PASSWORD,
-        sender, [other], make_message(sender, [other], subject="works"),
+        submit,
+        "127.0.0.1",
+        a.submission.port,
+        trust_space.ca_file,
+        sender,
+        PASSWORD,
+        sender,
+        [other],
+        make_message(sender, [other], subject="works"),
     )
     assert len(a.services.store.list(other)) == 1

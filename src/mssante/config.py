@@ -30,8 +30,8 @@ from mssante.domain.trust import is_mssante_domain
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_HOSTPORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})", re.ASCII)
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", re.ASCII)
 
 
 def parse_duration(value: object) -> int:
@@ -72,9 +72,10 @@ class OperatorSection(_Section):
     def _domains_valid(cls, value: list[str]) -> list[str]:
         out: list[str] = []
         for raw in value:
-            name = raw.strip().lower().rstrip(".")
-            if not _DOMAIN.match(name):
+            name = raw.strip().rstrip(".")
+            if not name.isascii() or not _DOMAIN.fullmatch(name.lower()):
                 raise ValueError(f"{raw!r} is not a valid domain name")
+            name = name.lower()
             if name in out:
                 raise ValueError(f"domain {name!r} is listed twice")
             out.append(name)
@@ -173,6 +174,11 @@ class SubmissionSection(ListenerSection):
 
 class InboundSection(ListenerSection):
     port: int = Field(default=25, ge=0, le=65535)
+    insecure_plaintext_for_benchmarks: bool = Field(
+        default=False,
+        description="Benchmarks only, never in production: accept mail without STARTTLS "
+        "and without the operator certificate check (`make bench` with smtp-source).",
+    )
 
 
 class SMTPSection(_Section):
@@ -211,7 +217,7 @@ class RelaySection(_Section):
         errors = []
         out: dict[str, str] = {}
         for domain, target in value.items():
-            if not _HOSTPORT.match(target) or int(target.rsplit(":", 1)[1]) > 65535:
+            if not _HOSTPORT.fullmatch(target) or int(target.rsplit(":", 1)[1]) > 65535:
                 errors.append(f"{domain}: {target!r} is not host:port")
             out[domain.lower().rstrip(".")] = target
         if errors:

@@ -199,12 +199,16 @@ class Operator:
                 min_version=tls.min_version,
             )
             limiter = ConnectionLimiter(section.max_connections)
+            plaintext = bool(getattr(section, "insecure_plaintext_for_benchmarks", False))
+            if plaintext:
+                log.warning("%s accepts plaintext without checks (benchmarks only)", role.value)
 
             def factory(
                 role: Role = role,
                 ctx: object = ctx,
                 section: object = section,
                 limiter: ConnectionLimiter = limiter,
+                plaintext: bool = plaintext,
             ) -> SmtpSession:
                 return SmtpSession(
                     self.backend,
@@ -215,6 +219,7 @@ class Operator:
                     timeout=section.timeout,  # type: ignore[attr-defined]
                     loop=loop,
                     limiter=limiter,
+                    insecure_plaintext=plaintext,
                 )
 
             server = await loop.create_server(factory, section.host, section.port)

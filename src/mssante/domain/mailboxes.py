@@ -47,8 +47,9 @@ _TRANSITIONS: dict[MailboxStatus, frozenset[MailboxStatus]] = {
 }
 
 # RFC 5321 §4.1.2 dot-atom local part, restricted to the ASCII the trust space uses.
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = re.compile(rf"{_ATEXT}(\.{_ATEXT})*", re.ASCII)
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", re.ASCII)
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -62,10 +63,12 @@ def split_address(address: str) -> tuple[str, str]:
         raise InvalidAddress(f"{address!r} is not an email address")
     if len(local) > 64:  # RFC 5321 §4.5.3.1.1
         raise InvalidAddress("local part longer than 64 octets")
-    if not _LOCAL.match(local):
+    if not _LOCAL.fullmatch(local):
         raise InvalidAddress(f"invalid local part {local!r}")
+    if not domain.isascii():  # before lower(): "\u212a".lower() is "k"
+        raise InvalidAddress(f"invalid domain {domain!r}")
     domain = domain.lower().rstrip(".")
-    if not _DOMAIN.match(domain):
+    if not _DOMAIN.fullmatch(domain):
         raise InvalidAddress(f"invalid domain {domain!r}")
     return local, domain
 
@@ -114,6 +117,13 @@ class MailboxSpec:
                 raise RuleViolation(f"an {self.type} mailbox needs a responsible person")
         elif self.type is MailboxType.CAB and not id_struct:
             raise RuleViolation("a CAB mailbox is bound to a practice (idNat_Struct)")
+        # IG-MSS metadata: description for ORG/APP/CAB, service and responsible for ORG/APP.
+        if self.type is MailboxType.PER and self.description:
+            raise RuleViolation("a PER mailbox has no description (ORG, APP, CAB only)")
+        if self.type in (MailboxType.PER, MailboxType.CAB) and (self.service or self.responsible):
+            raise RuleViolation(
+                f"a {self.type} mailbox has no service or responsible person (ORG, APP only)"
+            )
         return MailboxSpec(
             address=address,
             type=self.type,

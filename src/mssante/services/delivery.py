@@ -3,7 +3,8 @@
 `accept` is the heart of "a message is never lost": the body is written to the blob store
 and fsynced, then one database transaction records the envelope, delivers to local
 mailboxes, queues remote recipients, files the Sent copy, writes the trace events and any
-success DSN (RFC 3461 §5.2.2). Only after that commit does the SMTP layer answer 250.
+success DSN (RFC 3461 §5.2.2), or failure DSN for a local BAL closed since RCPT. Only after
+that commit does the SMTP layer answer 250.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -22,7 +24,7 @@ from mssante.domain.errors import (
     RelayDenied,
     UnknownMailbox,
 )
-from mssante.domain.mailboxes import MailboxStatus, check_accepts_mail
+from mssante.domain.mailboxes import MailboxStatus, check_accepts_mail, normalise_address
 from mssante.formats.dsn import RecipientStatus, build_dsn
 from mssante.formats.mime import (
     ensure_submission_fields,
@@ -142,8 +144,10 @@ class DeliveryService:
         ref = self.blobs.put(data)  # durable before the transaction commits
         now = utcnow()
         actor = msg.principal.login if msg.principal else None
-        success: list[RecipientStatus] = []
+        reports: list[RecipientStatus] = []
         with self.db.write() as conn:
+            own = [msg.mail_from] if msg.role is Role.SUBMISSION else []
+            self._lock_folders(conn, own + [r.address for r in msg.recipients if r.local])
             self._blob_row(conn, ref.digest, ref.size, ref.key_id)
             envelope_id = conn.execute(
                 insert(envelopes).values(
@@ -174,11 +178,11 @@ class DeliveryService:
                 detail=f"queue {queue_id}, {len(msg.recipients)} recipient(s)",
             )
             for rcpt in msg.recipients:
-                delivered = self._route(
+                outcome = self._route(
                     conn, envelope_id, rcpt, ref.digest, ref.size, message_id, msg.peer
                 )
-                if delivered and wants(rcpt.notify, "SUCCESS"):
-                    success.append(
+                if outcome == "delivered" and wants(rcpt.notify, "SUCCESS"):
+                    reports.append(
                         RecipientStatus(
                             final_recipient=rcpt.address,
                             action="delivered",
@@ -186,13 +190,24 @@ class DeliveryService:
                             original_recipient=rcpt.orcpt,
                         )
                     )
+                elif outcome == "failed" and wants(rcpt.notify, "FAILURE"):
+                    # Accepted at RCPT, unavailable now: 250 was a promise (RFC 5321 §6.1).
+                    reports.append(
+                        RecipientStatus(
+                            final_recipient=rcpt.address,
+                            action="failed",
+                            status="5.2.1",
+                            original_recipient=rcpt.orcpt,
+                            diagnostic_code="smtp; 550 5.2.1 mailbox unavailable",
+                        )
+                    )
             if msg.role is Role.SUBMISSION and self.settings.file_sent:
                 box = self.mailboxes.get_in(conn, msg.mail_from)
                 self.append_to_folder(
                     conn, box.id, "Sent", ref.digest, ref.size, message_id, envelope_id, "\\Seen"
                 )
-            if success and msg.mail_from:
-                self.send_dsn(conn, envelope_id, msg.mail_from, success, data, msg.ret, msg.envid)
+            if reports and msg.mail_from:
+                self.send_dsn(conn, envelope_id, msg.mail_from, reports, data, msg.ret, msg.envid)
         return queue_id
 
     def _route(
@@ -204,8 +219,8 @@ class DeliveryService:
         size: int,
         message_id: str | None,
         peer: str | None,
-    ) -> bool:
-        """Deliver to a local BAL now, or queue for relay. True when delivered."""
+    ) -> Literal["delivered", "failed", "queued"]:
+        """Deliver to a local BAL now, or queue for relay; return what happened."""
         now = utcnow()
         domain = rcpt.address.rpartition("@")[2]
         base = {
@@ -240,7 +255,7 @@ class DeliveryService:
                     envelope_id=envelope_id,
                     detail="mailbox unavailable",
                 )
-                return False
+                return "failed"
             self.append_to_folder(conn, row.id, "INBOX", digest, size, message_id, envelope_id)
             conn.execute(insert(deliveries).values(**base, status="delivered"))
             traces.record(
@@ -252,7 +267,7 @@ class DeliveryService:
                 size=size,
                 envelope_id=envelope_id,
             )
-            return True
+            return "delivered"
         conn.execute(insert(deliveries).values(**base, status="queued", next_attempt_at=now))
         traces.record(
             conn,
@@ -262,7 +277,26 @@ class DeliveryService:
             size=size,
             envelope_id=envelope_id,
         )
-        return False
+        return "queued"
+
+    @staticmethod
+    def _lock_folders(conn: Connection, addresses: Sequence[str]) -> None:
+        """Lock, in one stable order, the folders this transaction may append to.
+
+        `append_to_folder` updates the folder row (UID allocation): concurrent acceptances
+        for overlapping mailboxes would otherwise lock those rows in different orders and
+        deadlock on PostgreSQL. SQLite serialises writers (it renders no FOR UPDATE).
+        """
+        wanted = sorted({normalise_address(a) for a in addresses if a})
+        if not wanted:
+            return
+        conn.execute(
+            select(folders.c.id)
+            .join(mailboxes, mailboxes.c.id == folders.c.mailbox_id)
+            .where(mailboxes.c.address.in_(wanted))
+            .order_by(folders.c.id)
+            .with_for_update(of=folders)
+        ).all()
 
     @staticmethod
     def _blob_row(conn: Connection, digest: str, size: int, key_id: str) -> None:

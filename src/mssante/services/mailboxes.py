@@ -6,7 +6,7 @@ Each public method is one transaction that writes its change and its trace event
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Row, func, insert, select, update
 
@@ -284,6 +284,22 @@ class MailboxService:
             raise RuleViolation(f"unknown mailbox fields: {', '.join(unknown)}")
         with self.db.write() as conn:
             box = self.get_in(conn, address)
+            # The mailbox after the change must still pass the creation rules (R46): an
+            # ORG/APP keeps a responsible person, the rank stays ≥ 1.
+            replace(
+                MailboxSpec(
+                    address=box.address,
+                    type=box.type,
+                    id_nat_ps=box.id_nat_ps,
+                    id_nat_struct=box.id_nat_struct,
+                    responsible=box.responsible,
+                    description=box.description,
+                    service=box.service,
+                    list_rouge=box.list_rouge,
+                    rank=box.rank,
+                ),
+                **changes,  # type: ignore[arg-type]  # the keys are checked above
+            ).validate()
             conn.execute(
                 update(mailboxes)
                 .where(mailboxes.c.id == box.id)

@@ -74,6 +74,10 @@ class AttemptResult:
 
     @property
     def permanent(self) -> bool:
+        """A 5xx reply, or no reply but a permanent status (a domain that left the white
+        list, NXDOMAIN, null MX: RFC 3463 class 5)."""
+        if self.code == 0:
+            return (self.enhanced or "").startswith("5.")
         return 500 <= self.code < 600
 
     def status(self) -> str:

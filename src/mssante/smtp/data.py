@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+MAX_LINE = 1024 * 1024  # longer lines are refused (RFC 5321 §4.5.3.1.6 says 1000 octets)
+
 
 class DataOutcome(Enum):
     OK = "ok"
@@ -50,11 +52,16 @@ class DataCollector:
             self._check_pending()
 
     def _check_pending(self) -> None:
-        # An unterminated line may not grow without bound: past 1 MB it is an error
+        # An unterminated line may not grow without bound: past MAX_LINE it is an error
         # that we remember (bare LF somewhere, or garbage), and we keep only its tail.
-        if len(self._pending) > 1024 * 1024:
+        # (+1: the pending bytes may end with the CR of the line's CRLF.)
+        if len(self._pending) > MAX_LINE + 1:
             self._mark(DataOutcome.BARE_NEWLINE)
-            self._pending = self._pending[-2:]
+            # Only the last byte matters (a CR that the next LF completes), and it is the
+            # middle of a line: the filler byte keeps it from being read as the start of
+            # one, or a tail `.\r` followed by `\n` would pass for `<CRLF>.<CRLF>` and
+            # what follows would be read as commands (smuggling).
+            self._pending = b"\x00" + self._pending[-1:]
 
     def _mark(self, outcome: DataOutcome) -> None:
         if self.outcome is DataOutcome.OK:
@@ -63,9 +70,11 @@ class DataCollector:
 
     def _consume(self, complete: bytes) -> None:
         """`complete` ends with CRLF; it may hold the terminator line."""
-        # Fast path: no line starts with a dot and no bare CR/LF in the chunk.
+        # Fast path: no line starts with a dot and no bare CR/LF in the chunk (and no
+        # line can be longer than MAX_LINE).
         if (
-            not complete.startswith(b".")
+            len(complete) <= MAX_LINE
+            and not complete.startswith(b".")
             and b"\n." not in complete
             and complete.count(b"\n") == complete.count(b"\r\n") == complete.count(b"\r")
         ):
@@ -81,7 +90,8 @@ class DataCollector:
                 self.leftover = complete[start:] + self._pending
                 self._pending = b""
                 return
-            if b"\n" in line[:-2] or b"\r" in line[:-2]:
+            # The same limit as `_check_pending`, whatever the chunk boundaries were.
+            if len(line) > MAX_LINE + 2 or b"\n" in line[:-2] or b"\r" in line[:-2]:
                 self._mark(DataOutcome.BARE_NEWLINE)
             if line.startswith(b"."):
                 line = line[1:]  # RFC 5321 §4.5.2 transparency
@@ -97,7 +107,15 @@ class DataCollector:
         scan_from = max(0, len(self.body) - 3)
         self.body += data
         if not self._header_done:
-            if self.body.find(b"\r\n\r\n", scan_from) >= 0 or self.body.startswith(b"\r\n"):
+            if self.body.startswith(b"\r\n"):
+                header_end = 0  # no header field at all
+            else:
+                blank = self.body.find(b"\r\n\r\n", scan_from)
+                header_end = blank + 2 if blank >= 0 else -1
+            if header_end >= 0:
                 self._header_done = True
+                # One large chunk may bring an oversized header section and its end at once.
+                if header_end > self.max_header_size:
+                    self._mark(DataOutcome.HEADER_TOO_BIG)
             elif len(self.body) > self.max_header_size:
                 self._mark(DataOutcome.HEADER_TOO_BIG)

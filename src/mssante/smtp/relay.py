@@ -118,8 +118,14 @@ class RelayWorker:
             except Exception:
                 log.exception("queue claim failed")
                 jobs = []
-            for job in jobs:
+            for index, job in enumerate(jobs):
                 await self._sem.acquire()
+                if self._stopping:
+                    # Give back what was claimed but not started: no lease to wait out.
+                    self._sem.release()
+                    for unstarted in jobs[index:]:
+                        await asyncio.to_thread(self.queue.release, unstarted)
+                    break
                 task = asyncio.create_task(self._run_job(job))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)

@@ -31,6 +31,7 @@ log = logging.getLogger("mssante.smtp")
 
 MAX_COMMAND_LINE = 16 * 1024  # RFC 5321 §4.5.3.1.4 allows 512; AUTH tokens need more
 MAX_ERRORS = 10
+DATA_DEADLINE_FACTOR = 10  # a whole DATA section may last 10 idle timeouts at most
 BEFORE_TLS = frozenset({"EHLO", "HELO", "NOOP", "QUIT", "STARTTLS", "RSET"})
 
 
@@ -57,6 +58,7 @@ class SmtpSession(SMTP):
         timeout: float,
         loop: asyncio.AbstractEventLoop,
         limiter: ConnectionLimiter | None = None,
+        insecure_plaintext: bool = False,
     ) -> None:
         super().__init__(
             None,
@@ -71,6 +73,8 @@ class SmtpSession(SMTP):
         )
         self.backend = backend
         self.role = role
+        # smtp.inbound.insecure_plaintext_for_benchmarks: never in production.
+        self.insecure_plaintext = insecure_plaintext
         self.limiter = limiter or ConnectionLimiter(1_000_000)
         self._counted = False
         self.max_message_size = max_message_size
@@ -195,7 +199,15 @@ class SmtpSession(SMTP):
                     return
             except asyncio.CancelledError:
                 raise
-            except (ConnectionError, TLSSetupException) as exc:
+            except TLSSetupException as exc:
+                # R63: a refused handshake (unknown CA, expired, old TLS) is traced too.
+                reason = str(exc.__cause__ or exc)[:200] or "TLS handshake failed"
+                log.info("%s TLS handshake failed: %s", self.peer, reason)
+                await self.backend.refused(self.role, "starttls", reason, self.peer, None)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            except ConnectionError as exc:
                 log.info("%s connection ended: %s", self.peer, type(exc).__name__)
                 if self.transport is not None:
                     self.transport.close()
@@ -225,7 +237,7 @@ class SmtpSession(SMTP):
         if handler is None:
             await self._error(R.UNKNOWN_COMMAND)
             return
-        if not self.tls_active and name not in BEFORE_TLS:
+        if not self.tls_active and name not in BEFORE_TLS and not self.insecure_plaintext:
             await self._error(R.TLS_REQUIRED)  # RFC 3207 §4, R7, R13
             return
         self._reset_timeout()
@@ -393,7 +405,15 @@ class SmtpSession(SMTP):
             await self._error(R.BAD_SENDER_ADDRESS)
             return
         if args.size is not None and args.size > self.max_message_size:
+            await self.backend.refused(
+                self.role, "mail", f"SIZE={args.size} over the limit", self.peer, args.sender
+            )
             await self.push(R.MESSAGE_TOO_BIG.format(self.max_message_size))
+            return
+        if self.insecure_plaintext and not self.tls_active:
+            # Benchmark-only plaintext session: no certificate, so no sender check (R5).
+            self._mail = args
+            await self.push(R.SENDER_OK)
             return
         peer_dn = None
         if self.role is Role.INBOUND:
@@ -463,10 +483,16 @@ class SmtpSession(SMTP):
         if self._buf:
             collector.feed(bytes(self._buf))
             self._buf.clear()
+        # The idle timer restarts on every chunk; this overall deadline stops a client
+        # that trickles one byte at a time from holding the connection forever.
+        deadline = self.loop.time() + DATA_DEADLINE_FACTOR * self._timeout_duration
         while not collector.done:
             chunk = await self._reader.read(65536)
             if not chunk:
                 raise ConnectionResetError("connection closed during DATA")
+            if self.loop.time() > deadline:
+                self._timeout_cb()
+                raise ConnectionResetError("DATA took too long")
             self._reset_timeout()
             collector.feed(chunk)
         self._buf[:0] = collector.leftover  # commands pipelined after the terminator
