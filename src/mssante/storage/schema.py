@@ -65,6 +65,10 @@ users = Table(
     Column("password_hash", Text, nullable=True),
     Column("status", String(16), nullable=False, default="active"),
     Column("created_at", UTC_DATETIME, nullable=False),
+    # R62: second factor of staff without a CPS card (RFC 6238 TOTP, base32 secret).
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_last_counter", BigInteger, nullable=True),  # replay protection
+    Column("password_changed_at", UTC_DATETIME, nullable=True),
 )
 
 mailboxes = Table(
@@ -213,4 +217,32 @@ trust_list_domains = Table(
     Column("description", String(1000), nullable=True),
     Column("operator_dn", String(1000), nullable=False),
     Column("updated_at", UTC_DATETIME, nullable=True),
+)
+
+
+# Failed logins per account and per source address (growing delays, temporary locks).
+auth_throttle = Table(
+    "auth_throttle",
+    metadata,
+    Column("key", String(400), primary_key=True),  # "account:<login>" | "source:<ip>"
+    Column("failures", Integer, nullable=False, default=0),
+    Column("first_failure_at", UTC_DATETIME, nullable=True),
+    Column("last_failure_at", UTC_DATETIME, nullable=True),
+    Column("locked_until", UTC_DATETIME, nullable=True),
+)
+
+# Machine credentials of APP mailboxes (R18): TLS client certificates and OAuth2 clients.
+machine_credentials = Table(
+    "machine_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # certificate | oauth_client
+    Column("fingerprint_sha256", String(64), nullable=True, unique=True),
+    Column("subject_dn", String(1000), nullable=True),
+    Column("client_id", String(100), nullable=True, unique=True),
+    Column("secret_hash", Text, nullable=True),
+    Column("description", String(255), nullable=True),
+    Column("created_at", UTC_DATETIME, nullable=False),
+    Column("revoked_at", UTC_DATETIME, nullable=True),
 )
