@@ -235,6 +235,74 @@ class LoggingSection(_Section):
     file: Path | None = None
 
 
+class AuthSection(_Section):
+    """Password logins of staff without a card (R62): password rules and throttling."""
+
+    password_min_length: int = Field(default=12, ge=8, le=256)
+    password_require_classes: int = Field(
+        default=3, ge=1, le=4, description="Of lower case, upper case, digits and others."
+    )
+    max_failures_per_account: int = Field(default=10, ge=1)
+    max_failures_per_source: int = Field(default=20, ge=1)
+    failure_window: Duration = 900
+    lock_duration: Duration = 900
+    max_lock_duration: Duration = 3600
+    base_delay: float = Field(default=0.25, ge=0, le=60)
+    max_delay: float = Field(default=4.0, ge=0, le=60)
+    staff_require_totp: bool = Field(
+        default=False, description="Refuse staff logins without an enrolled TOTP (R62)."
+    )
+
+    @field_validator("failure_window", "lock_duration", "max_lock_duration", mode="before")
+    @classmethod
+    def _dur(cls, value: object) -> int:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthSection:
+        if self.lock_duration < 1 or self.failure_window < 1:
+            raise ValueError("lock_duration and failure_window must be at least 1 second")
+        if self.max_lock_duration < self.lock_duration:
+            raise ValueError("max_lock_duration must not be shorter than lock_duration")
+        if self.max_delay < self.base_delay:
+            raise ValueError("max_delay must not be shorter than base_delay")
+        return self
+
+
+class IdentitySection(_Section):
+    """Bearer tokens of professionals (Pro Santé Connect, R14–R17, R61)."""
+
+    provider: Literal["none", "psc-production", "psc-sandbox", "custom"] = Field(
+        default="none",
+        description="Where professionals' tokens come from; `custom` uses the URLs below.",
+    )
+    client_id: str = ""
+    client_secret: str = Field(default="", repr=False)
+    audience: list[str] = Field(
+        default_factory=list, description="Accepted `aud` values (default: client_id)."
+    )
+    issuer: str = ""
+    authorization_endpoint: str = ""
+    token_endpoint: str = ""
+    userinfo_endpoint: str = ""
+    jwks_uri: str = ""
+    introspection_endpoint: str = ""
+    use_introspection: bool = False
+    required_acr: str = "eidas1"
+
+    @model_validator(mode="after")
+    def _custom_complete(self) -> IdentitySection:
+        if self.provider == "custom":
+            missing = [
+                name
+                for name in ("issuer", "token_endpoint", "userinfo_endpoint", "jwks_uri")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError("provider = custom needs " + ", ".join(missing))
+        return self
+
+
 class Config(_Section):
     """The whole configuration of one operator."""
 
@@ -246,6 +314,8 @@ class Config(_Section):
     smtp: SMTPSection = SMTPSection()
     relay: RelaySection = RelaySection()
     trust_list: TrustListSection = TrustListSection()
+    identity: IdentitySection = IdentitySection()
+    auth: AuthSection = AuthSection()
     logging: LoggingSection = LoggingSection()
 
     @property

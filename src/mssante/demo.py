@@ -24,10 +24,13 @@ import click
 
 from mssante.domain.identifiers import luhn_check_digit
 from mssante.domain.mailboxes import MailboxType
+from mssante.identity.demo_provider import DemoProfessional, DemoProvider
 from mssante.services.passwords import generate_password
 from mssante.testing.clients import make_message, seed_structure_mailbox
 from mssante.testing.trust_space import LocalTrustSpace, OperatorSpec
 
+DEMO_CLIENT = "mssante-demo"
+DEMO_CLIENT_SECRET = "demo-secret-not-for-production"  # noqa: S105 - demo provider only
 HOSPITAL = "hopital-demo.mssante.fr"
 EHPAD = "ehpad-demo.mssante.fr"
 
@@ -180,6 +183,12 @@ def _demo_password() -> str:
     return password
 
 
+def _names(label: str) -> tuple[str, str]:
+    """("Camille", "Martin") from "Dr Camille Martin, médecin hospitalier"."""
+    words = label.split(",")[0].split()
+    return words[-2], words[-1]
+
+
 def _seed(space: LocalTrustSpace) -> dict[str, str]:
     passwords: dict[str, str] = {}
     created: set[str] = set()
@@ -192,8 +201,7 @@ def _seed(space: LocalTrustSpace) -> dict[str, str]:
         password = _demo_password()
         if actor.type is MailboxType.PER:
             assert actor.rpps
-            family = actor.label.split(",")[0].split()[-1]
-            given = actor.label.split(",")[0].split()[-2]
+            given, family = _names(actor.label)
             from mssante.testing.clients import seed_professional_mailbox
 
             seed_professional_mailbox(
@@ -323,6 +331,7 @@ def _state(
                         "password": passwords.get(a.address, ""),
                         "type": a.type.value,
                         "label": a.label,
+                        **({"id_nat_ps": "8" + a.rpps} if a.rpps else {}),
                     }
                     for a in ACTORS
                     if a.domain == local.spec.domain
@@ -359,6 +368,7 @@ def _summary(state: dict[str, Any]) -> str:
     first = state["operators"][0]
     acc = first["accounts"][0]
     to = state["operators"][1]["accounts"][0]["address"]
+    per = next(a for a in first["accounts"] if a.get("id_nat_ps"))
     lines += [
         "",
         "À essayer :",
@@ -368,6 +378,14 @@ def _summary(state: dict[str, Any]) -> str:
         f"        --auth-user {acc['address']} --auth-password '{acc['password']}'",
         f"  mssante --config {first['config_file']} mailbox list",
         f"  mssante --config {first['config_file']} trace list",
+        "",
+        "Connexion par jeton Pro Santé Connect (fournisseur de DÉMONSTRATION) :",
+        f"  TOKEN=$(curl -s '{state['identity']['token_url']}?id_nat_ps={per['id_nat_ps']}'"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        f"  curl --ssl-reqd --cacert {state['ca_file']} \\",
+        f"       --url smtp://{first['submission']['host']}:{first['submission']['port']} \\",
+        f'       --user {per["address"]}: --oauth2-bearer "$TOKEN" \\',
+        f"       --mail-from {per['address']} --mail-rcpt {to} --upload-file message.eml",
         "  (un envoi hors de l'espace de confiance, ex. x@gmail.com, est refusé : 550 5.7.1)",
         "",
         f"Données : {state['data_dir']}    Ctrl-C pour arrêter.",
@@ -380,14 +398,30 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
         OperatorSpec(HOSPITAL, "Opérateur Hôpital Démo", CH[0], "Paris (75)"),
         OperatorSpec(EHPAD, "Opérateur EHPAD Démo", EHPAD_T[0], "Bouches-du-Rhône (13)"),
     ]
-    space = LocalTrustSpace.create(data_dir, specs)
-    await space.start()
+    provider = DemoProvider(
+        [
+            DemoProfessional("8" + a.rpps, *_names(a.label), a.profession or "Médecin")
+            for a in ACTORS
+            if a.rpps
+        ],
+        {DEMO_CLIENT: (DEMO_CLIENT_SECRET, ["http://127.0.0.1/"])},
+    )
+    await provider.start(allow_demo=True)
+    space = LocalTrustSpace.create(
+        data_dir, specs, identity=provider.settings_for(DEMO_CLIENT, DEMO_CLIENT_SECRET)
+    )
     try:
+        await space.start()
         _pin_ports(space)
         passwords = await asyncio.to_thread(_seed, space)
         flows = await _send_flows(space, passwords) if send else []
         await _wait_delivered(space, flows, timeout=20)
         state = _state(space, passwords, flows)
+        state["identity"] = {
+            "issuer": provider.require_issuer(),
+            "token_url": f"{provider.require_issuer()}/demo/token",
+            "client_id": DEMO_CLIENT,
+        }
         if state_file is not None:
             state_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = state_file.with_suffix(".tmp")
@@ -402,6 +436,7 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
         print("Arrêt de la démonstration…", flush=True)
     finally:
         await space.stop()
+        await provider.stop()
 
 
 def start_demo(state_file: Path | None, data_dir: Path | None, no_flows: bool) -> None:

@@ -15,20 +15,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from mssante.config import Config
-from mssante.domain.errors import TrustListRejected
+from mssante.domain.errors import DomainError, TrustListRejected
+from mssante.identity import InvalidToken, OidcSettings, TokenValidator, preset, token_hash
 from mssante.services import traces
+from mssante.services.auth import AuthPolicy, AuthService, LoginOutcome
 from mssante.services.delivery import DeliveryService, DeliverySettings
 from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.ports import AcceptedRecipient, IncomingMessage, Role
 from mssante.services.queue import QueueService, QueueSettings
 from mssante.services.store import MessageStore
 from mssante.services.trust import TrustListService
+from mssante.smtp.backend import TokenLogin
 from mssante.smtp.relay import RelayWorker
 from mssante.smtp.session import ConnectionLimiter, SmtpSession
 from mssante.storage.blobs import BlobKeyring, FileBlobStore
 from mssante.storage.database import Database
-from mssante.tls import client_context, server_context
+from mssante.tls import certificate_fingerprint_sha256, client_context, server_context
 
 log = logging.getLogger("mssante")
 _LOOPS_WITH_EXECUTOR: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -38,6 +43,34 @@ _LOOPS_WITH_EXECUTOR: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakS
 class Endpoint:
     host: str
     port: int
+
+
+def oidc_settings(config: Config) -> OidcSettings | None:
+    """The provider of professionals' tokens, from `[identity]` (None: tokens not accepted)."""
+    section = config.identity
+    audience = tuple(section.audience) or None
+    if section.provider == "none":
+        return None
+    if section.provider in ("psc-production", "psc-sandbox"):
+        return preset(
+            section.provider,
+            section.client_id,
+            section.client_secret,
+            audience=audience,
+            required_acr=section.required_acr,
+        )
+    return OidcSettings(
+        issuer=section.issuer,
+        authorization_endpoint=section.authorization_endpoint or section.issuer,
+        token_endpoint=section.token_endpoint,
+        userinfo_endpoint=section.userinfo_endpoint,
+        jwks_uri=section.jwks_uri,
+        introspection_endpoint=section.introspection_endpoint or None,
+        client_id=section.client_id,
+        client_secret=section.client_secret,
+        audience=audience,
+        required_acr=section.required_acr,
+    )
 
 
 class Services:
@@ -53,6 +86,12 @@ class Services:
         self.blobs = FileBlobStore(config.blob_root, keyring)
         self.trust = TrustListService(self.db, domains)
         self.mailboxes = MailboxService(self.db, domains)
+        self.auth = AuthService(
+            self.db,
+            self.mailboxes,
+            AuthPolicy(**config.auth.model_dump()),
+            issuer=f"MSSanté {config.operator.name}",
+        )
         self.delivery = DeliveryService(
             self.db,
             self.blobs,
@@ -66,6 +105,12 @@ class Services:
             ),
         )
         self.store = MessageStore(self.db, self.blobs)
+        settings = oidc_settings(config)
+        self.token_validator = (
+            TokenValidator(settings, use_introspection=config.identity.use_introspection)
+            if settings is not None
+            else None
+        )
         self.queue = QueueService(
             self.db,
             self.delivery,
@@ -110,6 +155,8 @@ class Services:
             )
 
     def close(self) -> None:
+        if self.token_validator is not None:
+            self.token_validator.close()
         self.db.dispose()
 
 
@@ -122,20 +169,103 @@ class Backend:
         self.relay: RelayWorker | None = None
 
     async def authenticate(self, login: str, password: str, peer: str) -> Principal | None:
-        principal = await asyncio.to_thread(self.services.mailboxes.authenticate, login, password)
-        await asyncio.to_thread(self._trace_login, login, peer, principal is not None)
+        outcome = await self.authenticate_password(login, password, peer)
+        return outcome.principal
+
+    async def authenticate_password(
+        self, login: str, password: str, peer: str, mechanism: str = "PLAIN/LOGIN"
+    ) -> LoginOutcome:
+        """Throttled password (+TOTP) check, traced by AuthService; slow on failure.
+
+        `outcome.locked` means a temporary lock refused the attempt unchecked: the SMTP
+        reply should then be `454 4.7.0`, not `535 5.7.8`.
+        """
+        outcome = await asyncio.to_thread(
+            self.services.auth.login_password,
+            login,
+            password,
+            source=peer,
+            mechanism=f"smtp-{mechanism}",
+        )
+        if outcome.principal is None and outcome.delay > 0:
+            await asyncio.sleep(outcome.delay)
+        return outcome
+
+    @property
+    def token_auth_available(self) -> bool:
+        return self.services.token_validator is not None
+
+    async def authenticate_token(self, token: str, peer: str, mechanism: str) -> TokenLogin:
+        validator = self.services.token_validator
+        scope = validator.settings.scope if validator is not None else "openid"
+        if validator is None:
+            return TokenLogin(None, {"status": "invalid_request", "schemes": "bearer"})
+        digest = token_hash(token)  # R17: the only trace of a token
+        try:
+            identity = await validator.validate_async(token)
+        except InvalidToken as exc:
+            await asyncio.to_thread(
+                self._trace,
+                "login",
+                "refused",
+                None,
+                peer,
+                f"smtp {mechanism} token {digest}: {exc.reason}"[:300],
+            )
+            return TokenLogin(None, exc.sasl_failure(scope), temporary=exc.temporary)
+        principal = await asyncio.to_thread(
+            self.services.mailboxes.principal_for_id_nat_ps, identity.id_nat_ps
+        )
+        if principal is None:
+            await asyncio.to_thread(
+                self._trace,
+                "login",
+                "refused",
+                identity.id_nat_ps,
+                peer,
+                f"smtp {mechanism} token {digest}: no mailbox for this idNat_PS",
+            )
+            return TokenLogin(
+                None, {"status": "invalid_token", "schemes": "bearer", "scope": scope}
+            )
+        await asyncio.to_thread(
+            self._trace, "login", "ok", principal.login, peer, f"smtp {mechanism} token {digest}"
+        )
+        return TokenLogin(principal, expires_in=identity.seconds_left())
+
+    async def authenticate_certificate(self, cert_der: bytes, peer: str) -> Principal | None:
+        credentials = getattr(self.services, "machine_credentials", None)
+        if credentials is None:
+            return None
+        cert = x509.load_der_x509_certificate(cert_der)
+        fingerprint = certificate_fingerprint_sha256(cert)
+        try:
+            principal: Principal = await asyncio.to_thread(
+                credentials.principal_for_certificate, cert
+            )
+        except DomainError:
+            await asyncio.to_thread(
+                self._trace,
+                "login",
+                "refused",
+                None,
+                peer,
+                f"smtp EXTERNAL certificate {fingerprint[:16]} bound to no APP mailbox",
+            )
+            return None
+        await asyncio.to_thread(
+            self._trace,
+            "login",
+            "ok",
+            principal.login,
+            peer,
+            f"smtp EXTERNAL certificate {fingerprint[:16]}",
+        )
         return principal
 
-    def _trace_login(self, login: str, peer: str, ok: bool) -> None:
+    def _trace(self, action: str, outcome: str, actor: str | None, peer: str, detail: str) -> None:
         with self.services.db.write() as conn:
-            traces.record(
-                conn,
-                "login",
-                "ok" if ok else "refused",
-                actor=login[:320],
-                peer=peer,
-                detail="smtp submission PLAIN/LOGIN",
-            )
+            traces.record(conn, action, outcome, actor=actor, peer=peer, detail=detail)
 
     async def check_sender(
         self, role: Role, sender: str, principal: Principal | None, peer_dn: str | None, peer: str
@@ -194,8 +324,10 @@ class Operator:
             ctx = server_context(
                 tls.cert_file,
                 tls.key_file,
-                client_ca_file=tls.trust_anchors if role is Role.INBOUND else None,
-                request_client_cert=role is Role.INBOUND,
+                # Inbound: the operator certificate (R5). Submission: optional, for the
+                # SASL EXTERNAL login of APP mailboxes (R18).
+                client_ca_file=tls.trust_anchors,
+                request_client_cert=True,
                 min_version=tls.min_version,
             )
             limiter = ConnectionLimiter(section.max_connections)

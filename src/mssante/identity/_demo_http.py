@@ -96,7 +96,29 @@ class Endpoints:
                 Route("/userinfo", self.userinfo, methods=["GET", "POST"]),
                 Route("/certs", self.certs),
                 Route("/token/introspect", self.introspect, methods=["POST"]),
+                Route("/demo/token", self.demo_token),
             ]
+        )
+
+    async def demo_token(self, request: Request) -> Response:
+        """DEMO ONLY: a fresh access token for `?id_nat_ps=…`, for curl and mail clients.
+
+        A real provider issues tokens only after the professional's CPS/e-CPS login; this
+        shortcut exists so that the demo can be tried from a terminal.
+        """
+        person = self.p.professional(request.query_params.get("id_nat_ps", ""))
+        if person is None:
+            return _oauth_error("invalid_request", 404, "unknown demo professional")
+        client_id = next(iter(self.p.clients))
+        token = self.p.issue_access_token(person, client_id, "openid scope_all")
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": self.p.access_token_lifetime,
+                "warning": "demo provider: never in production",
+            },
+            headers={"Cache-Control": "no-store"},
         )
 
     async def discovery(self, request: Request) -> Response:

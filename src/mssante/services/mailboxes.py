@@ -359,6 +359,34 @@ class MailboxService:
         with self.db.read() as conn:
             return int(conn.execute(select(func.count()).select_from(mailboxes)).scalar_one())
 
+    def mailboxes_for_id_nat_ps(self, id_nat_ps: str) -> list[Mailbox]:
+        """The BALs a professional known by idNat_PS acts on (R15), whatever their status.
+
+        The PER BALs bound to that idNat_PS, and the ORG (and CAB) BALs of which an active
+        user with that idNat_PS is a member.
+        """
+        member_of = (
+            select(mailbox_members.c.mailbox_id)
+            .join(users, users.c.id == mailbox_members.c.user_id)
+            .where(users.c.id_nat_ps == id_nat_ps, users.c.status == "active")
+        )
+        query = (
+            select(mailboxes)
+            .where(
+                (
+                    (mailboxes.c.type == MailboxType.PER.value)
+                    & (mailboxes.c.id_nat_ps == id_nat_ps)
+                )
+                | (
+                    mailboxes.c.type.in_([MailboxType.ORG.value, MailboxType.CAB.value])
+                    & mailboxes.c.id.in_(member_of)
+                )
+            )
+            .order_by(mailboxes.c.address)
+        )
+        with self.db.read() as conn:
+            return [Mailbox.from_row(r) for r in conn.execute(query)]
+
     # -- principals -------------------------------------------------------------------
 
     def authenticate(self, login: str, password: str) -> Principal | None:
@@ -371,7 +399,11 @@ class MailboxService:
         return Principal(user_id=row.id, login=row.login, kind=row.kind, id_nat_ps=row.id_nat_ps)
 
     def check_can_send_as(self, principal: Principal, address: str) -> Mailbox:
-        """The principal owns the BAL, or is a member of it (ORG/CAB); else NotAMember."""
+        """The principal owns the BAL, or is a member of it (ORG/CAB); else NotAMember.
+
+        A professional known by idNat_PS (a PSC token, R15) acts on the PER BALs bound to
+        that idNat_PS and on the ORG BALs of which a user with that idNat_PS is a member.
+        """
         with self.db.read() as conn:
             try:
                 box = self.get_in(conn, address)
@@ -379,11 +411,34 @@ class MailboxService:
                 raise NotAMember(f"{principal.login} may not send as {address}") from None
             if box.owner_user_id == principal.user_id:
                 return box
-            if conn.execute(
-                select(mailbox_members.c.user_id).where(
-                    mailbox_members.c.mailbox_id == box.id,
-                    mailbox_members.c.user_id == principal.user_id,
+            if principal.id_nat_ps and box.type is MailboxType.PER:
+                if box.id_nat_ps == principal.id_nat_ps:
+                    return box
+            member = select(mailbox_members.c.user_id).where(mailbox_members.c.mailbox_id == box.id)
+            if principal.id_nat_ps:
+                member = member.join(users, users.c.id == mailbox_members.c.user_id).where(
+                    (mailbox_members.c.user_id == principal.user_id)
+                    | (users.c.id_nat_ps == principal.id_nat_ps)
                 )
-            ).first():
+            else:
+                member = member.where(mailbox_members.c.user_id == principal.user_id)
+            if conn.execute(member).first():
                 return box
         raise NotAMember(f"{principal.login} may not send as {address}")
+
+    def principal_for_id_nat_ps(self, id_nat_ps: str) -> Principal | None:
+        """The professional behind a PSC token (R15), or None when unknown here."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(users)
+                .where(
+                    users.c.id_nat_ps == id_nat_ps,
+                    users.c.kind == "professional",
+                    users.c.status == "active",
+                )
+                .order_by(users.c.id)
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return Principal(user_id=row.id, login=row.login, kind=row.kind, id_nat_ps=row.id_nat_ps)

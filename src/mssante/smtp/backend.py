@@ -6,12 +6,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from mssante.services.mailboxes import Principal
 from mssante.services.ports import AcceptedRecipient, IncomingMessage, Role
 
-__all__ = ["AcceptedRecipient", "IncomingMessage", "Role", "SmtpBackend"]
+__all__ = ["AcceptedRecipient", "IncomingMessage", "Role", "SmtpBackend", "TokenLogin"]
+
+
+@dataclass(frozen=True)
+class TokenLogin:
+    """The outcome of a bearer-token login (XOAUTH2, OAUTHBEARER)."""
+
+    principal: Principal | None
+    error: dict[str, str] | None = None  # RFC 7628 §3.2.2 error challenge, before base64
+    expires_in: float | None = None  # seconds until the token expires (R16)
+    temporary: bool = False  # the provider could not be reached: 454, not 535
 
 
 class SmtpBackend(Protocol):
@@ -19,6 +30,16 @@ class SmtpBackend(Protocol):
 
     async def authenticate(self, login: str, password: str, peer: str) -> Principal | None:
         """Password check (PLAIN, LOGIN); traces the attempt, never the secret."""
+
+    @property
+    def token_auth_available(self) -> bool:
+        """Whether XOAUTH2 and OAUTHBEARER are offered (an identity provider is set)."""
+
+    async def authenticate_token(self, token: str, peer: str, mechanism: str) -> TokenLogin:
+        """Validate a professional's bearer token (R14–R17); never log or store it."""
+
+    async def authenticate_certificate(self, cert_der: bytes, peer: str) -> Principal | None:
+        """SASL EXTERNAL: the APP mailbox bound to this client certificate (R18)."""
 
     async def check_sender(
         self, role: Role, sender: str, principal: Principal | None, peer_dn: str | None, peer: str

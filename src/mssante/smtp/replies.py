@@ -49,6 +49,8 @@ CLIENT_CERT_REQUIRED = (
 )
 AUTH_REQUIRED = "530 5.7.0 Authentification requise / Authentication required"
 AUTH_FAILED = "535 5.7.8 Identifiants invalides / Authentication credentials invalid"
+AUTH_TEMPORARY = "454 4.7.0 Echec temporaire d'authentification / Temporary authentication failure"
+TOKEN_EXPIRED = "421 4.7.0 Jeton expire, reconnectez-vous / Token expired, closing"  # noqa: S105
 AUTH_ABORTED = "501 5.7.0 Authentification abandonnee / Authentication aborted"
 AUTH_BAD_BASE64 = "501 5.5.2 Base64 invalide / Cannot decode base64"
 AUTH_MECHANISM = "504 5.5.4 Mecanisme inconnu / Unrecognized authentication type"

@@ -21,10 +21,18 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mssante.domain.errors import DomainError, InvalidAddress
+from mssante.services.mailboxes import Principal
 from mssante.smtp import replies as R
 from mssante.smtp.backend import AcceptedRecipient, IncomingMessage, Role, SmtpBackend
 from mssante.smtp.data import DataCollector, DataOutcome
 from mssante.smtp.params import MailArgs, ParamError, parse_mail, parse_rcpt
+from mssante.smtp.sasl import (
+    SaslError,
+    error_challenge,
+    parse_oauthbearer,
+    parse_plain,
+    parse_xoauth2,
+)
 from mssante.tls import peer_subject_rfc4514
 
 log = logging.getLogger("mssante.smtp")
@@ -81,7 +89,8 @@ class SmtpSession(SMTP):
         self.max_recipients = max_recipients
         self._buf = bytearray()
         self._helo: str | None = None
-        self._principal: Any = None
+        self._principal: Principal | None = None
+        self._token_timer: asyncio.TimerHandle | None = None
         self._mail: MailArgs | None = None
         self._rcpts: list[AcceptedRecipient] = []
         self._errors = 0
@@ -178,6 +187,8 @@ class SmtpSession(SMTP):
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._token_timer is not None:
+            self._token_timer.cancel()
         super().connection_lost(error)
         if self._counted:
             self._counted = False
@@ -265,7 +276,7 @@ class SmtpSession(SMTP):
         if not self.tls_active:
             lines.append("STARTTLS")
         elif self.role is Role.SUBMISSION and self._principal is None:
-            lines.append("AUTH PLAIN LOGIN")
+            lines.append("AUTH " + " ".join(self._mechanisms()))
         lines.append("HELP")
         for line in lines[:-1]:
             await self.push(f"250-{line}")
@@ -350,40 +361,104 @@ class SmtpSession(SMTP):
             await self._error(R.NESTED_MAIL)
             return
         parts = arg.split()
-        if not parts or len(parts) > 2:
+        mechanism = parts[0].upper() if parts else ""
+        handler = {
+            "PLAIN": self._auth_plain,
+            "LOGIN": self._auth_login,
+            "XOAUTH2": self._auth_bearer,
+            "OAUTHBEARER": self._auth_bearer,
+            "EXTERNAL": self._auth_external,
+        }.get(mechanism)
+        if handler is None or len(parts) > 2 or mechanism not in self._mechanisms():
             await self._error(R.AUTH_MECHANISM)
             return
-        mechanism = parts[0].upper()
         initial = parts[1].encode("ascii", "replace") if len(parts) == 2 else None
-        if mechanism == "PLAIN":
-            # RFC 4616: [authzid] NUL authcid NUL passwd
-            blob = await (self._b64(initial) if initial else self._challenge(b""))
-            if blob is None:
-                return
-            fields = blob.split(b"\x00")
-            if len(fields) != 3 or (fields[0] and fields[0] != fields[1]):
-                await self._error(R.AUTH_FAILED)
-                return
-            login_b, password_b = fields[1], fields[2]
-        elif mechanism == "LOGIN":
-            login_raw = await (self._b64(initial) if initial else self._challenge(b"Username:"))
-            if login_raw is None:
-                return
-            password_raw = await self._challenge(b"Password:")
-            if password_raw is None:
-                return
-            login_b, password_b = login_raw, password_raw
-        else:
-            await self._error(R.AUTH_MECHANISM)
+        # RFC 4954 §4: no initial response means a challenge first (LOGIN asks the user).
+        first = b"Username:" if mechanism == "LOGIN" else b""
+        blob = await (self._b64(initial) if initial is not None else self._challenge(first))
+        if blob is None:
             return
-        login = login_b.decode("utf-8", "replace")
-        password = password_b.decode("utf-8", "replace")
-        principal = await self.backend.authenticate(login, password, self.peer)
+        principal = await handler(mechanism, blob)
         if principal is None:
-            await self._error(R.AUTH_FAILED)
             return
         self._principal = principal
         await self.push(R.AUTH_OK)
+
+    def _mechanisms(self) -> list[str]:
+        names = ["PLAIN", "LOGIN"]
+        if self.backend.token_auth_available:
+            names += ["XOAUTH2", "OAUTHBEARER"]
+        if self._peer_certificate() is not None:
+            names.append("EXTERNAL")  # RFC 4422 appendix A: only with a client certificate
+        return names
+
+    def _peer_certificate(self) -> bytes | None:
+        obj = self._ssl_object()
+        return obj.getpeercert(binary_form=True) if obj is not None else None
+
+    async def _password_login(self, login: str, password: str) -> Principal | None:
+        principal = await self.backend.authenticate(login, password, self.peer)
+        if principal is None:
+            await self._error(R.AUTH_FAILED)
+        return principal
+
+    async def _auth_plain(self, mechanism: str, blob: bytes) -> Principal | None:
+        try:
+            authzid, login, password = parse_plain(blob)
+        except SaslError:
+            await self._error(R.AUTH_FAILED)
+            return None
+        if authzid and authzid != login:  # no proxy authorisation
+            await self._error(R.AUTH_FAILED)
+            return None
+        return await self._password_login(login, password)
+
+    async def _auth_login(self, mechanism: str, blob: bytes) -> Principal | None:
+        password = await self._challenge(b"Password:")
+        if password is None:
+            return None
+        return await self._password_login(
+            blob.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+        )
+
+    async def _auth_bearer(self, mechanism: str, blob: bytes) -> Principal | None:
+        """XOAUTH2 and OAUTHBEARER (RFC 7628) with a professional's token (R14–R16)."""
+        try:
+            message = parse_xoauth2(blob) if mechanism == "XOAUTH2" else parse_oauthbearer(blob)
+        except SaslError:
+            await self._error(R.AUTH_FAILED)
+            return None
+        outcome = await self.backend.authenticate_token(message.token, self.peer, mechanism)
+        if outcome.principal is not None:
+            if outcome.expires_in is not None:
+                # R16: the session ends when the token that opened it expires.
+                self._token_timer = self.loop.call_later(
+                    max(0.0, outcome.expires_in), self._token_expired
+                )
+            return outcome.principal
+        if outcome.temporary:
+            await self._error(R.AUTH_TEMPORARY)
+            return None
+        # RFC 7628 §3.2.2: an error challenge, the client answers ^A, then the failure.
+        await self.push(b"334 " + base64.b64encode(error_challenge(outcome.error or {})))
+        await self._readline()
+        await self._error(R.AUTH_FAILED)
+        return None
+
+    async def _auth_external(self, mechanism: str, blob: bytes) -> Principal | None:
+        """SASL EXTERNAL with the APP mailbox's TLS client certificate (R18)."""
+        cert = self._peer_certificate()
+        principal = await self.backend.authenticate_certificate(cert, self.peer) if cert else None
+        authzid = blob.decode("utf-8", "replace")
+        if principal is None or (authzid and authzid.lower() != principal.login):
+            await self._error(R.AUTH_FAILED)
+            return None
+        return principal
+
+    def _token_expired(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(R.TOKEN_EXPIRED.encode("ascii") + b"\r\n")
+            self.transport.close()
 
     async def smtp_MAIL(self, arg: str) -> None:
         if not self._helo:

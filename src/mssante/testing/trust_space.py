@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mssante.config import Config, load_config
 from mssante.formats.trust_list import NAMESPACE
+from mssante.identity.settings import OidcSettings
 from mssante.pki import DemoCA, DistinguishedName
 from mssante.runtime import Operator
 
@@ -102,6 +103,7 @@ def write_operator_config(
     name: str = "Opérateur MSSanté",
     extra: str = "",
     relay: Mapping[str, int | float | str] | None = None,
+    identity: OidcSettings | None = None,
 ) -> Path:
     """Write a complete configuration file for one operator (also used by `mssante init`).
 
@@ -159,6 +161,16 @@ def write_operator_config(
         lines.append(f"file = {_toml_str(str(trust_list_file))}")
     if checksum_file:
         lines.append(f"checksum_file = {_toml_str(str(checksum_file))}")
+    if identity is not None:
+        lines += ["", "[identity]", 'provider = "custom"']
+        for key in (
+            "client_id", "client_secret", "issuer", "authorization_endpoint", "token_endpoint",
+            "userinfo_endpoint", "jwks_uri", "introspection_endpoint",
+        ):  # fmt: skip
+            value = getattr(identity, key) or ""
+            lines.append(f"{key} = {_toml_str(value)}")
+        audience = ", ".join(_toml_str(a) for a in identity.accepted_audiences)
+        lines.append(f"audience = [{audience}]")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     path.chmod(0o600)
@@ -193,6 +205,7 @@ class LocalTrustSpace:
         extra_trust_entries: Sequence[TrustListEntry] = (),
         extra_config: str = "",
         relay: Mapping[str, int | float | str] | None = None,
+        identity: OidcSettings | None = None,
     ) -> LocalTrustSpace:
         root.mkdir(parents=True, exist_ok=True)
         ca = DemoCA.create("mssante demo CA (not IGC-Sante)")
@@ -227,6 +240,7 @@ class LocalTrustSpace:
                 name=spec.organization,
                 extra=extra_config,
                 relay=relay,
+                identity=identity,
             )
             space.operators.append(
                 LocalOperator(spec=spec, config_file=config_file, config=load_config(config_file))
