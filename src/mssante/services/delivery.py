@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from mssante.domain.errors import (
     NotAMember,
@@ -39,6 +39,22 @@ from mssante.services.ports import AcceptedRecipient, BlobStore, IncomingMessage
 from mssante.services.trust import TrustListService
 from mssante.storage.database import Database, utcnow
 from mssante.storage.schema import blobs, deliveries, envelopes, folders, mailboxes, messages
+
+# Statements built once: SQLAlchemy then reuses their compiled form on every message.
+_INSERT_ENVELOPE = insert(envelopes)
+_INSERT_DELIVERY = insert(deliveries)
+_INSERT_MESSAGE = insert(messages)
+_INSERT_BLOB = insert(blobs)
+_BLOB_EXISTS = select(blobs.c.digest).where(blobs.c.digest == bindparam("b_digest"))
+_MAILBOX_STATUS = select(mailboxes.c.id, mailboxes.c.status).where(
+    mailboxes.c.address == bindparam("b_address")
+)
+_ALLOCATE_UID = (
+    update(folders)
+    .where(folders.c.mailbox_id == bindparam("b_mailbox"), folders.c.name == bindparam("b_folder"))
+    .values(uidnext=folders.c.uidnext + 1, highestmodseq=folders.c.highestmodseq + 1)
+    .returning(folders.c.id, folders.c.uidnext, folders.c.highestmodseq)
+)
 
 
 @dataclass(frozen=True)
@@ -150,21 +166,22 @@ class DeliveryService:
             self._lock_folders(conn, own + [r.address for r in msg.recipients if r.local])
             self._blob_row(conn, ref.digest, ref.size, ref.key_id)
             envelope_id = conn.execute(
-                insert(envelopes).values(
-                    queue_id=queue_id,
-                    received_at=now,
-                    origin=msg.role.value,
-                    mail_from=msg.mail_from,
-                    envid=msg.envid,
-                    ret=msg.ret,
-                    body_type=msg.body_type,
-                    smtputf8=msg.smtputf8,
-                    size=ref.size,
-                    blob_digest=ref.digest,
-                    message_id=message_id,
-                    peer=msg.peer,
-                    auth_login=actor,
-                )
+                _INSERT_ENVELOPE,
+                {
+                    "queue_id": queue_id,
+                    "received_at": now,
+                    "origin": msg.role.value,
+                    "mail_from": msg.mail_from,
+                    "envid": msg.envid,
+                    "ret": msg.ret,
+                    "body_type": msg.body_type,
+                    "smtputf8": msg.smtputf8,
+                    "size": ref.size,
+                    "blob_digest": ref.digest,
+                    "message_id": message_id,
+                    "peer": msg.peer,
+                    "auth_login": actor,
+                },
             ).inserted_primary_key[0]  # type: ignore[index]
             traces.record(
                 conn,
@@ -234,17 +251,12 @@ class DeliveryService:
             "attempts": 0,
         }
         if rcpt.local:
-            row = conn.execute(
-                select(mailboxes.c.id, mailboxes.c.status).where(
-                    mailboxes.c.address == rcpt.address
-                )
-            ).first()
+            row = conn.execute(_MAILBOX_STATUS, {"b_address": rcpt.address}).first()
             if row is None or row.status != MailboxStatus.ACTIVE.value:
                 # Closed or removed between RCPT and DATA: recorded as failed.
                 conn.execute(
-                    insert(deliveries).values(
-                        **base, status="failed", last_error="5.2.1 mailbox unavailable"
-                    )
+                    _INSERT_DELIVERY,
+                    {**base, "status": "failed", "last_error": "5.2.1 mailbox unavailable"},
                 )
                 traces.record(
                     conn,
@@ -257,7 +269,7 @@ class DeliveryService:
                 )
                 return "failed"
             self.append_to_folder(conn, row.id, "INBOX", digest, size, message_id, envelope_id)
-            conn.execute(insert(deliveries).values(**base, status="delivered"))
+            conn.execute(_INSERT_DELIVERY, {**base, "status": "delivered"})
             traces.record(
                 conn,
                 "delivery.delivered",
@@ -268,7 +280,7 @@ class DeliveryService:
                 envelope_id=envelope_id,
             )
             return "delivered"
-        conn.execute(insert(deliveries).values(**base, status="queued", next_attempt_at=now))
+        conn.execute(_INSERT_DELIVERY, {**base, "status": "queued", "next_attempt_at": now})
         traces.record(
             conn,
             "delivery.queued",
@@ -300,9 +312,10 @@ class DeliveryService:
 
     @staticmethod
     def _blob_row(conn: Connection, digest: str, size: int, key_id: str) -> None:
-        if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
+        if conn.execute(_BLOB_EXISTS, {"b_digest": digest}).first() is None:
             conn.execute(
-                insert(blobs).values(digest=digest, size=size, key_id=key_id, created_at=utcnow())
+                _INSERT_BLOB,
+                {"digest": digest, "size": size, "key_id": key_id, "created_at": utcnow()},
             )
 
     @staticmethod
@@ -317,24 +330,20 @@ class DeliveryService:
         flags: str = "",
     ) -> int:
         """Append a message to a folder, allocating its UID atomically."""
-        row = conn.execute(
-            update(folders)
-            .where(folders.c.mailbox_id == mailbox_id, folders.c.name == folder)
-            .values(uidnext=folders.c.uidnext + 1, highestmodseq=folders.c.highestmodseq + 1)
-            .returning(folders.c.id, folders.c.uidnext, folders.c.highestmodseq)
-        ).one()
+        row = conn.execute(_ALLOCATE_UID, {"b_mailbox": mailbox_id, "b_folder": folder}).one()
         conn.execute(
-            insert(messages).values(
-                folder_id=row.id,
-                uid=row.uidnext - 1,
-                modseq=row.highestmodseq,
-                envelope_id=envelope_id,
-                blob_digest=digest,
-                size=size,
-                message_id=message_id,
-                internal_date=utcnow(),
-                flags=flags,
-            )
+            _INSERT_MESSAGE,
+            {
+                "folder_id": row.id,
+                "uid": row.uidnext - 1,
+                "modseq": row.highestmodseq,
+                "envelope_id": envelope_id,
+                "blob_digest": digest,
+                "size": size,
+                "message_id": message_id,
+                "internal_date": utcnow(),
+                "flags": flags,
+            },
         )
         return int(row.uidnext - 1)
 

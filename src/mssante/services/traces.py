@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
@@ -22,8 +23,7 @@ def _clip(value: str | None, limit: int) -> str | None:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def record(
-    conn: Connection,
+def event(
     action: str,
     outcome: str = "ok",
     *,
@@ -35,21 +35,34 @@ def record(
     envelope_id: int | None = None,
     detail: str | None = None,
     at: datetime | None = None,
-) -> None:
-    conn.execute(
-        insert(trace_events).values(
-            at=at or utcnow(),
-            action=action,
-            outcome=outcome,
-            mailbox=_clip(mailbox, 320),
-            actor=_clip(actor, 320),
-            peer=_clip(peer, 255),
-            message_id=_clip(message_id, 998),
-            size=size,
-            envelope_id=envelope_id,
-            detail=_clip(detail, 500),
-        )
-    )
+) -> dict[str, object]:
+    """One trace row, ready for `write` (clipped, on one line)."""
+    return {
+        "at": at or utcnow(),
+        "action": action,
+        "outcome": outcome,
+        "mailbox": _clip(mailbox, 320),
+        "actor": _clip(actor, 320),
+        "peer": _clip(peer, 255),
+        "message_id": _clip(message_id, 998),
+        "size": size,
+        "envelope_id": envelope_id,
+        "detail": _clip(detail, 500),
+    }
+
+
+_INSERT = insert(trace_events)
+
+
+def write(conn: Connection, rows: list[dict[str, object]]) -> None:
+    """Insert several events at once (one statement, executemany) in the caller's transaction."""
+    if rows:
+        conn.execute(_INSERT, rows)
+
+
+def record(conn: Connection, action: str, outcome: str = "ok", **fields: Any) -> None:
+    """Insert one event in the caller's transaction (see `event` for the fields)."""
+    conn.execute(_INSERT, [event(action, outcome, **fields)])
 
 
 @dataclass(frozen=True)
