@@ -225,6 +225,32 @@ class RelaySection(_Section):
         return out
 
 
+class IMAPSection(_Section):
+    """IMAP for mail clients and care software (R12; issue 4)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=143, ge=0, le=65535, description="STARTTLS role.")
+    tls_port: int = Field(default=993, ge=0, le=65535, description="Implicit TLS role.")
+    max_literal: int = Field(default=50 * 1024 * 1024, ge=1024, description="APPENDLIMIT.")
+    quota_mb: int = Field(default=10240, ge=1)
+    idle_timeout: Duration = 1800
+
+    @field_validator("idle_timeout", mode="before")
+    @classmethod
+    def _dur(cls, value: object) -> int:
+        return parse_duration(value)
+
+
+class HTTPSection(_Section):
+    """The HTTP listener: OAuth2 token endpoint and API (R18; issue 7 builds on it)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    tls: bool = Field(default=True, description="HTTPS with the operator certificate.")
+
+
 class TrustListSection(_Section):
     file: Path | None = Field(default=None, description="White list loaded at start if set.")
     checksum_file: Path | None = None
@@ -314,6 +340,8 @@ class Config(_Section):
     smtp: SMTPSection = SMTPSection()
     relay: RelaySection = RelaySection()
     trust_list: TrustListSection = TrustListSection()
+    imap: IMAPSection = IMAPSection()
+    http: HTTPSection = HTTPSection()
     identity: IdentitySection = IdentitySection()
     auth: AuthSection = AuthSection()
     logging: LoggingSection = LoggingSection()

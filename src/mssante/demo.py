@@ -302,6 +302,10 @@ def _pin_ports(space: LocalTrustSpace) -> None:
         text = re.sub(
             r"(\[smtp\.inbound\]\nhost = \"[^\"]*\"\nport = )\d+", rf"\g<1>{op.inbound.port}", text
         )
+        if op.http is not None:
+            text = re.sub(
+                r"(\[http\]\nhost = \"[^\"]*\"\nport = )\d+", rf"\g<1>{op.http.port}", text
+            )
         routes = "".join(
             f'"{o.spec.domain}" = "127.0.0.1:{o.operator.inbound.port}"\n'
             for o in space.operators
@@ -325,6 +329,7 @@ def _state(
                 "config_file": str(local.config_file),
                 "submission": {"host": op.submission.host, "port": op.submission.port},
                 "mx": {"host": op.inbound.host, "port": op.inbound.port},
+                **({"http": op.http_url} if op.http_url else {}),
                 "accounts": [
                     {
                         "address": a.address,

@@ -14,6 +14,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -22,11 +23,15 @@ from mssante.domain.errors import DomainError, TrustListRejected
 from mssante.identity import InvalidToken, OidcSettings, TokenValidator, preset, token_hash
 from mssante.services import traces
 from mssante.services.auth import AuthPolicy, AuthService, LoginOutcome
+from mssante.services.changes import ChangeBus
 from mssante.services.delivery import DeliveryService, DeliverySettings
+from mssante.services.machine_credentials import MachineCredentialService
 from mssante.services.mailboxes import MailboxService, Principal
+from mssante.services.mailstore import MailStore
 from mssante.services.ports import AcceptedRecipient, IncomingMessage, Role
 from mssante.services.queue import QueueService, QueueSettings
 from mssante.services.store import MessageStore
+from mssante.services.token_signer import TokenSigner
 from mssante.services.trust import TrustListService
 from mssante.smtp.backend import TokenLogin
 from mssante.smtp.relay import RelayWorker
@@ -105,6 +110,17 @@ class Services:
             ),
         )
         self.store = MessageStore(self.db, self.blobs)
+        self.bus = ChangeBus()
+        self.db.on_commit = self.bus.publish
+        self.mailstore = MailStore(self.db, self.blobs, self.bus)
+        # R18: certificates and OAuth2 clients of APP mailboxes; the key that signs their
+        # access tokens lives in the data directory (created on first use, mode 0600).
+        self.machine_credentials = MachineCredentialService(
+            self.db,
+            self.mailboxes,
+            token_signer=TokenSigner.load_or_create(config.data_dir / "oauth-signing-key.pem"),
+            issuer=f"https://{config.operator.hostname}",
+        )
         settings = oidc_settings(config)
         self.token_validator = (
             TokenValidator(settings, use_introspection=config.identity.use_introspection)
@@ -304,6 +320,14 @@ class Operator:
         self.relay: RelayWorker | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._relay_task: asyncio.Task[None] | None = None
+        self.http: Endpoint | None = None
+        self.http_url: str | None = None
+        self.imap: Endpoint | None = None  # STARTTLS (143 role)
+        self.imaps: Endpoint | None = None  # implicit TLS (993 role)
+        self._imap_listeners: list[Any] = []
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listen_stop = asyncio.Event()
+        self._http_server: Any = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -363,6 +387,10 @@ class Operator:
             else:
                 self.inbound = endpoint
             log.info("%s listening on %s:%d", role.value, endpoint.host, endpoint.port)
+        if self.config.imap.enabled:
+            await self._start_imap()
+        if self.config.http.enabled:
+            await self._start_http()
         if self.run_relay:
             relay = self.config.relay
             self.relay = RelayWorker(
@@ -385,7 +413,85 @@ class Operator:
             self.backend.relay = self.relay
             self._relay_task = asyncio.create_task(self.relay.run())
 
+    async def _start_imap(self) -> None:
+        from mssante.imap.server import Connection, ImapLimits, ImapListener
+        from mssante.imap.session import ImapContext, Session
+
+        section, tls = self.config.imap, self.config.tls
+        context = server_context(
+            tls.cert_file,
+            tls.key_file,
+            client_ca_file=tls.trust_anchors,  # SASL EXTERNAL of APP mailboxes (R18)
+            request_client_cert=True,
+            min_version=tls.min_version,
+        )
+        limits = ImapLimits(max_literal=section.max_literal, idle_timeout=section.idle_timeout)
+        ctx = ImapContext(
+            store=self.services.mailstore,
+            backend=self.backend,
+            tls_context=context,
+            limits=limits,
+            hostname=self.config.operator.hostname,
+            quota_bytes=section.quota_mb * 1024 * 1024,
+        )
+        for implicit in (False, True):
+
+            def make(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls_on: bool = implicit
+            ) -> Session:
+                return Session(Connection(reader, writer, limits), ctx, tls_from_start=tls_on)
+
+            listener = ImapListener(make, implicit_tls=context if implicit else None)
+            port = await listener.start(
+                section.host, section.tls_port if implicit else section.port
+            )
+            self._imap_listeners.append(listener)
+            endpoint = Endpoint(section.host, port)
+            if implicit:
+                self.imaps = endpoint
+            else:
+                self.imap = endpoint
+            log.info("imap%s listening on %s:%d", "s" if implicit else "", section.host, port)
+        if not self.services.db.is_sqlite:  # IDLE across processes (LISTEN/NOTIFY)
+            self._listen_task = asyncio.create_task(
+                self.services.bus.listen_postgresql(self.services.db.url, self._listen_stop)
+            )
+
+    async def _start_http(self) -> None:
+        from mssante.http.app import create_app
+        from mssante.http.server import start_http
+
+        section, tls = self.config.http, self.config.tls
+        app = create_app(self.services, token_validator=self.services.token_validator)
+        self._http_server, port = await start_http(
+            app,
+            section.host,
+            section.port,
+            ssl_certfile=str(tls.cert_file) if section.tls else None,
+            ssl_keyfile=str(tls.key_file) if section.tls else None,
+            ssl_min_version=tls.min_version,
+        )
+        self.http = Endpoint(section.host, port)
+        scheme = "https" if section.tls else "http"
+        self.http_url = f"{scheme}://{section.host}:{port}"
+        log.info("http listening on %s", self.http_url)
+
     async def stop(self) -> None:
+        for listener in self._imap_listeners:
+            with contextlib.suppress(Exception):
+                await listener.stop()
+        self._imap_listeners.clear()
+        self._listen_stop.set()
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
+        if self._http_server is not None:
+            from mssante.http.server import stop_http
+
+            with contextlib.suppress(Exception):
+                await stop_http(self._http_server)
+            self._http_server = None
         for server in self._servers:
             server.close()
         for server in self._servers:

@@ -253,6 +253,21 @@ def mailbox_add_member(ctx: click.Context, address: str, login: str) -> None:
     console.print(f"{login} is now a member of {address}")
 
 
+@mailbox_group.command("remove-member")
+@click.argument("address")
+@click.argument("login")
+@click.pass_context
+@domain_errors
+def mailbox_remove_member(ctx: click.Context, address: str, login: str) -> None:
+    """Withdraw LOGIN from the ORG mailbox ADDRESS (open sessions lose access at once)."""
+    services = _services(ctx)
+    try:
+        services.mailboxes.remove_member(address, login)
+    finally:
+        services.close()
+    console.print(f"{login} is no longer a member of {address}")
+
+
 @mailbox_group.command("set-password")
 @click.argument("login")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)

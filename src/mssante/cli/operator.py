@@ -101,6 +101,9 @@ def init(directory: Path, domain: str, hostname: str | None, name: str) -> None:
         trust_anchors=tls / "trust-anchors.pem",
         submission_port=587,
         inbound_port=25,
+        http_port=8443,
+        imap_port=143,
+        imaps_port=993,
         use_mx=True,
         name=name,
     )

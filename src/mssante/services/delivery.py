@@ -34,6 +34,7 @@ from mssante.formats.mime import (
     received_field,
 )
 from mssante.services import traces
+from mssante.services.changes import ChangeBus
 from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.ports import AcceptedRecipient, BlobStore, IncomingMessage, Role
 from mssante.services.trust import TrustListService
@@ -331,6 +332,7 @@ class DeliveryService:
     ) -> int:
         """Append a message to a folder, allocating its UID atomically."""
         row = conn.execute(_ALLOCATE_UID, {"b_mailbox": mailbox_id, "b_folder": folder}).one()
+        ChangeBus.touched(conn, row.id)  # IDLE sessions hear of it after the commit
         conn.execute(
             _INSERT_MESSAGE,
             {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from mssante.domain.errors import AlreadyExists, NotAMember, NotFound, RuleViolation
 from mssante.domain.identifiers import parse_idnat_ps, parse_idnat_struct
@@ -344,6 +344,24 @@ class MailboxService:
                 conn, "mailbox.member.add", mailbox=box.address, actor=actor, detail=login
             )
 
+    def remove_member(self, address: str, login: str, *, actor: str = "cli") -> None:
+        """Withdraw a member: open IMAP sessions lose access at their next command."""
+        with self.db.write() as conn:
+            box = self.get_in(conn, address)
+            user = conn.execute(select(users.c.id).where(users.c.login == login.lower())).first()
+            if user is None:
+                raise NotFound(f"no login {login}")
+            result = conn.execute(
+                delete(mailbox_members).where(
+                    mailbox_members.c.mailbox_id == box.id, mailbox_members.c.user_id == user.id
+                )
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"{login} is not a member of {box.address}")
+            traces.record(
+                conn, "mailbox.member.remove", mailbox=box.address, actor=actor, detail=login
+            )
+
     def members(self, address: str) -> list[str]:
         with self.db.read() as conn:
             box = self.get_in(conn, address)
@@ -370,31 +388,26 @@ class MailboxService:
             .join(users, users.c.id == mailbox_members.c.user_id)
             .where(users.c.id_nat_ps == id_nat_ps, users.c.status == "active")
         )
-        query = (
-            select(mailboxes)
-            .where(
-                (
-                    (mailboxes.c.type == MailboxType.PER.value)
-                    & (mailboxes.c.id_nat_ps == id_nat_ps)
-                )
-                | (
-                    mailboxes.c.type.in_([MailboxType.ORG.value, MailboxType.CAB.value])
-                    & mailboxes.c.id.in_(member_of)
-                )
-            )
-            .order_by(mailboxes.c.address)
-        )
+        own = (mailboxes.c.type == MailboxType.PER.value) & (mailboxes.c.id_nat_ps == id_nat_ps)
+        shared = mailboxes.c.type.in_(
+            [MailboxType.ORG.value, MailboxType.CAB.value]
+        ) & mailboxes.c.id.in_(member_of)
+        query = select(mailboxes).where(own | shared).order_by(mailboxes.c.address)
         with self.db.read() as conn:
             return [Mailbox.from_row(r) for r in conn.execute(query)]
 
     # -- principals -------------------------------------------------------------------
 
     def authenticate(self, login: str, password: str) -> Principal | None:
-        """Password check; None on any failure (the reason is never told to the peer)."""
+        """Password check; None on any failure (the reason is never told to the peer).
+
+        Neither throttled nor traced, and it refuses users with a second factor: listeners
+        use `AuthService.login_password` (services/auth.py) instead.
+        """
         with self.db.read() as conn:
             row = conn.execute(select(users).where(users.c.login == login.strip().lower())).first()
         ok = verify_password(row.password_hash if row else None, password)
-        if not ok or row is None or row.status != "active":
+        if not ok or row is None or row.status != "active" or row.totp_secret:
             return None
         return Principal(user_id=row.id, login=row.login, kind=row.kind, id_nat_ps=row.id_nat_ps)
 

@@ -21,18 +21,18 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mssante.domain.errors import DomainError, InvalidAddress
-from mssante.services.mailboxes import Principal
-from mssante.smtp import replies as R
-from mssante.smtp.backend import AcceptedRecipient, IncomingMessage, Role, SmtpBackend
-from mssante.smtp.data import DataCollector, DataOutcome
-from mssante.smtp.params import MailArgs, ParamError, parse_mail, parse_rcpt
-from mssante.smtp.sasl import (
+from mssante.formats.sasl import (
     SaslError,
     error_challenge,
     parse_oauthbearer,
     parse_plain,
     parse_xoauth2,
 )
+from mssante.services.mailboxes import Principal
+from mssante.smtp import replies as R
+from mssante.smtp.backend import AcceptedRecipient, IncomingMessage, Role, SmtpBackend
+from mssante.smtp.data import DataCollector, DataOutcome
+from mssante.smtp.params import MailArgs, ParamError, parse_mail, parse_rcpt
 from mssante.tls import peer_subject_rfc4514
 
 log = logging.getLogger("mssante.smtp")

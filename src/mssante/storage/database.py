@@ -9,7 +9,7 @@ PostgreSQL writers run concurrently and the queue uses `FOR UPDATE SKIP LOCKED`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._write_lock = threading.Lock()
+        self.on_commit: Callable[[set[int]], None] | None = None
         if self.is_sqlite:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
@@ -67,16 +68,24 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed (and durable) when the block ends."""
+        """A read-write transaction, committed (and durable) when the block ends.
+
+        Folders marked changed during the transaction (`ChangeBus.touched`) are announced
+        to `on_commit` once the commit succeeded.
+        """
         if self.is_sqlite:
             with self._write_lock, self.engine.begin() as conn:
                 # Take the write lock at once (BEGIN IMMEDIATE semantics) so a reader
                 # cannot be upgraded into a deadlock.
                 conn.exec_driver_sql("SELECT 1")
                 yield conn
+                touched = conn.info.pop("mssante_touched", None)
         else:
             with self.engine.begin() as conn:
                 yield conn
+                touched = conn.info.pop("mssante_touched", None)
+        if touched and self.on_commit is not None:
+            self.on_commit(touched)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -246,3 +246,30 @@ machine_credentials = Table(
     Column("created_at", UTC_DATETIME, nullable=False),
     Column("revoked_at", UTC_DATETIME, nullable=True),
 )
+
+# IMAP (issue 4): per-user \Seen on shared ORG mailboxes, expunge history for QRESYNC
+# (RFC 7162 §3.2.5: VANISHED needs the UIDs removed since a MODSEQ), subscriptions.
+user_seen = Table(
+    "user_seen",
+    metadata,
+    Column("message_id", Integer, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("modseq", BigInteger, nullable=False, default=1),
+)
+
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("folder_id", Integer, ForeignKey("folders.id"), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_expunged_folder_modseq", "folder_id", "modseq"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("name", String(512), primary_key=True),  # the IMAP name as the user sees it
+)

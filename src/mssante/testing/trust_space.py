@@ -104,6 +104,9 @@ def write_operator_config(
     extra: str = "",
     relay: Mapping[str, int | float | str] | None = None,
     identity: OidcSettings | None = None,
+    http_port: int = 0,
+    imap_port: int = 0,
+    imaps_port: int = 0,
 ) -> Path:
     """Write a complete configuration file for one operator (also used by `mssante init`).
 
@@ -154,6 +157,15 @@ def write_operator_config(
         "",
         "[relay.routes]",
         *[f"{_toml_str(d)} = {_toml_str(t)}" for d, t in (routes or {}).items()],
+        "",
+        "[http]",
+        'host = "127.0.0.1"',
+        f"port = {http_port}",
+        "",
+        "[imap]",
+        'host = "127.0.0.1"',
+        f"port = {imap_port}",
+        f"tls_port = {imaps_port}",
         "",
         "[trust_list]",
     ]

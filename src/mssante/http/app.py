@@ -1,0 +1,377 @@
+"""The FastAPI application: OAuth2 client credentials, the JWKS and ``/api/v1/me`` (R18).
+
+Routes:
+
+* ``POST /oauth/token`` — client credentials grant (RFC 6749 §4.4). The client authenticates
+  with HTTP Basic (``client_secret_basic``, §2.3.1) or with ``client_id``/``client_secret``
+  form fields (``client_secret_post``), never both. Errors follow §5.2: a JSON object with
+  ``error`` and an ASCII ``error_description``, 400 or 401 (with ``WWW-Authenticate``), and
+  ``Cache-Control: no-store`` on every answer.
+* ``GET /.well-known/jwks.json`` — the public key that signs our access tokens (RFC 7517).
+* ``GET /api/v1/me`` — who the bearer token (RFC 6750) speaks for: one of our client-credentials
+  tokens (an APP mailbox), or a Pro Santé Connect token when a ``TokenValidator`` is given
+  (the PER mailboxes of that idNat_PS and the ORG/CAB mailboxes it is a member of, R15).
+
+Every error other than the OAuth endpoint's is an RFC 9457 ``application/problem+json`` with a
+French ``detail``. An unexpected exception is answered 500 with an error id that is also on
+the log line; no traceback, SQL or token ever reaches a response. Tokens and secrets are never
+logged: only :func:`~mssante.identity.token_hash` values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote_plus
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mssante import __version__
+from mssante.domain.errors import AuthenticationFailed, NotFound
+from mssante.domain.mailboxes import MailboxStatus
+from mssante.identity import InvalidToken, TokenValidator, token_hash
+from mssante.services.machine_credentials import InvalidScope, MachineCredentialService
+from mssante.services.mailboxes import MailboxService
+
+__all__ = ["HttpServices", "create_app"]
+
+log = logging.getLogger("mssante.http")
+
+MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 32
+REALM = "mssante"
+PROBLEM = "application/problem+json"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+BASE_HEADERS = {"X-Content-Type-Options": "nosniff"}
+
+_TITLES = {
+    400: "Requête invalide",
+    401: "Authentification requise",
+    403: "Accès refusé",
+    404: "Ressource introuvable",
+    405: "Méthode non autorisée",
+    413: "Requête trop volumineuse",
+    415: "Type de contenu non pris en charge",
+    500: "Erreur interne",
+    503: "Service momentanément indisponible",
+}
+_DETAILS = {
+    404: "Aucune ressource à cette adresse.",
+    405: "Cette méthode n'est pas acceptée à cette adresse.",
+}
+
+
+class HttpServices(Protocol):
+    """What the HTTP adapter uses of :class:`mssante.runtime.Services`."""
+
+    @property
+    def machine_credentials(self) -> MachineCredentialService: ...
+
+    @property
+    def mailboxes(self) -> MailboxService: ...
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """An RFC 9457 problem document (``type`` about:blank: the status says it all)."""
+    body = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Erreur"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(
+        body,
+        status_code=status,
+        media_type=PROBLEM,
+        headers={**BASE_HEADERS, **NO_STORE, **(headers or {})},
+    )
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error answer of the token endpoint."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description  # ASCII only (§5.2 error_description syntax)
+        self.status = status
+
+    def response(self) -> JSONResponse:
+        headers = {**BASE_HEADERS, **NO_STORE}
+        if self.status == 401:
+            headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+        body = {"error": self.error, "error_description": self.description}
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+def _invalid_token(error: str = "invalid_token") -> JSONResponse:
+    challenge = f'Bearer realm="{REALM}", error="{error}"'
+    return problem(
+        401,
+        "Le jeton d'accès est invalide, expiré ou révoqué.",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+# -- request parsing ----------------------------------------------------------------------
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise OAuthError("invalid_request", "request body too large or malformed length")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise OAuthError("invalid_request", "request body too large")
+    return bytes(body)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded body (RFC 6749 §4.4.2, Appendix B); parameters at most once (§3.2)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    body = await _read_body(request, MAX_FORM_BYTES)
+    try:
+        parsed = parse_qs(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "malformed form body") from None
+    form: dict[str, str] = {}
+    for key, values in parsed.items():
+        if len(values) != 1:
+            raise OAuthError("invalid_request", f"parameter {key[:40]!r} repeated")
+        form[key] = values[0]
+    return form
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    """client_secret_basic: both parts form-urlencoded, then base64 (RFC 6749 §2.3.1)."""
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
+    if ":" not in decoded:
+        raise OAuthError("invalid_client", "malformed Basic credentials", 401)
+    raw_id, _, raw_secret = decoded.partition(":")
+    return unquote_plus(raw_id), unquote_plus(raw_secret)
+
+
+def _client_credentials(request: Request, form: Mapping[str, str]) -> tuple[str, str]:
+    header = request.headers.get("authorization")
+    if header is not None:
+        if header[:6].lower() != "basic ":
+            raise OAuthError("invalid_client", "unsupported client authentication scheme", 401)
+        if "client_secret" in form:  # RFC 6749 §2.3: one method per request
+            raise OAuthError("invalid_request", "more than one client authentication method")
+        client_id, secret = _basic_credentials(header)
+        if "client_id" in form and form["client_id"] != client_id:
+            raise OAuthError("invalid_request", "client_id differs from the authenticated one")
+        return client_id, secret
+    client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+    if not client_id or not secret:
+        raise OAuthError("invalid_client", "client authentication required", 401)
+    return client_id, secret
+
+
+def _bearer(request: Request) -> str | None:
+    """The RFC 6750 §2.1 bearer token, or None when the request has no bearer credentials."""
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() != "bearer ":
+        return None
+    return header[7:].strip()
+
+
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client is not None else None
+
+
+# -- the catch-all ------------------------------------------------------------------------
+
+
+class CatchAll:
+    """Answer any unexpected exception with problem+json 500 and an error id (logged)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            error_id = secrets.token_hex(6)
+            # The path only: a query string may carry a credential.
+            log.exception(
+                "HTTP %s %s failed (error id %s)", scope.get("method"), scope.get("path"), error_id
+            )
+            if started:
+                return
+            response = problem(
+                500,
+                f"Une erreur interne est survenue (identifiant {error_id}). "
+                "Communiquez cet identifiant au support de l'opérateur.",
+                error_id=error_id,
+            )
+            await response(scope, receive, send)
+
+
+# -- the application ----------------------------------------------------------------------
+
+
+def create_app(services: HttpServices, *, token_validator: TokenValidator | None = None) -> FastAPI:
+    """The HTTP API of one operator. ``token_validator`` enables PSC tokens on the API."""
+    credentials = services.machine_credentials
+    mailboxes = services.mailboxes
+    app = FastAPI(
+        title="mssante API",
+        version=__version__,
+        docs_url=None,  # the interactive pages load scripts from a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.add_middleware(CatchAll)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = _DETAILS.get(exc.status_code, _TITLES.get(exc.status_code, "Erreur."))
+        return problem(exc.status_code, detail, headers=exc.headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return problem(400, "Les paramètres de la requête sont invalides.")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+    @app.post("/oauth/token", tags=["oauth"], summary="Client credentials grant (RFC 6749 §4.4)")
+    async def token(request: Request) -> Response:
+        try:
+            form = await _form(request)
+            grant_type = form.get("grant_type")
+            if not grant_type:
+                raise OAuthError("invalid_request", "grant_type is required")
+            if grant_type != "client_credentials":
+                raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+            client_id, secret = _client_credentials(request, form)
+            try:
+                issued = await asyncio.to_thread(
+                    credentials.issue_token,
+                    client_id,
+                    secret,
+                    scope=form.get("scope"),
+                    peer=_peer(request),
+                )
+            except AuthenticationFailed:
+                raise OAuthError("invalid_client", "client authentication failed", 401) from None
+            except InvalidScope:
+                raise OAuthError("invalid_scope", "the requested scope is not granted") from None
+        except OAuthError as exc:
+            return exc.response()
+        body = {
+            "access_token": issued.access_token,
+            "token_type": issued.token_type,
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        }
+        return JSONResponse(body, headers={**BASE_HEADERS, **NO_STORE})
+
+    @app.get("/.well-known/jwks.json", tags=["oauth"], summary="Keys that sign our tokens")
+    async def jwks() -> Response:
+        return JSONResponse(
+            credentials.signer.jwks(),
+            headers={**BASE_HEADERS, "Cache-Control": "public, max-age=300"},
+        )
+
+    @app.get("/api/v1/me", tags=["api"], summary="Who the bearer token speaks for")
+    async def me(request: Request) -> Response:
+        token = _bearer(request)
+        if token is None:
+            return problem(
+                401,
+                "Un jeton d'accès (Authorization: Bearer) est requis.",
+                headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'},
+            )
+        digest = token_hash(token)
+        if token_validator is None or credentials.signer.is_ours(token):
+            try:
+                principal = await asyncio.to_thread(credentials.validate_token, token)
+                box = await asyncio.to_thread(mailboxes.get, principal.login)
+            except (InvalidToken, NotFound) as exc:
+                reason = exc.reason if isinstance(exc, InvalidToken) else "mailbox gone"
+                log.info("API bearer token %s refused: %s", digest, reason)
+                return _invalid_token()
+            body: dict[str, Any] = {
+                "login": principal.login,
+                "kind": principal.kind,
+                "mailboxes": [box.address],
+            }
+            return JSONResponse(body, headers={**BASE_HEADERS, **NO_STORE})
+        try:
+            identity = await token_validator.validate_async(token)
+        except InvalidToken as exc:
+            log.info("API PSC token %s refused: %s", digest, exc.reason)
+            if exc.temporary:
+                return problem(
+                    503,
+                    "Le service d'identité Pro Santé Connect ne répond pas ; réessayez plus tard.",
+                    headers={"Retry-After": "30"},
+                )
+            if exc.error == "insufficient_scope":  # RFC 6750 §3.1: 403
+                return problem(
+                    403,
+                    "Le jeton d'accès n'a pas la portée (scope) requise.",
+                    headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="{exc.error}"'},
+                )
+            known = ("invalid_token", "insufficient_user_authentication")  # RFC 9470 §3
+            return _invalid_token(exc.error if exc.error in known else "invalid_token")
+        boxes = await asyncio.to_thread(mailboxes.mailboxes_for_id_nat_ps, identity.id_nat_ps)
+        addresses = [b.address for b in boxes if b.status is not MailboxStatus.CLOSED]
+        if not addresses:
+            log.info("API PSC token %s: no mailbox here for %s", digest, identity.id_nat_ps)
+            return problem(403, "Aucune BAL de cet opérateur n'est rattachée à ce professionnel.")
+        body = {
+            "login": identity.id_nat_ps,
+            "kind": "professional",
+            "id_nat_ps": identity.id_nat_ps,
+            "mailboxes": addresses,
+        }
+        return JSONResponse(body, headers={**BASE_HEADERS, **NO_STORE})
+
+    return app
