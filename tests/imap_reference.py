@@ -307,7 +307,7 @@ class DovecotServer:
             raise DovecotError("start DovecotServer(tokens=True) for token logins")
         if login not in self._tokens:
             self._tokens[login] = "tok-" + secrets.token_urlsafe(24)
-            if (self.root / "dovecot.conf").exists():
+            if self._user:  # already prepared: Dovecot re-reads the file
                 self._write_users()
         return self._tokens[login]
 

@@ -146,7 +146,7 @@ async def test_condstore_changedsince(space: LocalTrustSpace) -> None:
         typ, data = c.select("INBOX")
         highest = int(c.untagged_responses["HIGHESTMODSEQ"][0])
         c.store("2", "+FLAGS", "(\\Answered)")
-        typ, data = c.fetch("1:*", f"(UID FLAGS) (CHANGEDSINCE {highest})")
+        _typ, data = c.fetch("1:*", f"(UID FLAGS) (CHANGEDSINCE {highest})")
         lines = [d for d in data if d]
         assert len(lines) == 1 and b"\\Answered" in lines[0] and b"MODSEQ" in lines[0]
         c.logout()
@@ -208,7 +208,7 @@ async def test_org_mailbox_seen_is_per_user(space: LocalTrustSpace) -> None:
         lea = _login(space, LEA)
         assert lea.select(shared)[0] == "OK"
         assert b"\\Seen" not in lea.fetch("1", "(FLAGS)")[1][0]
-        typ, data = lea.status(shared, "(UNSEEN)")
+        _typ, data = lea.status(shared, "(UNSEEN)")
         assert b"UNSEEN 1" in data[0]
         camille.logout()
         lea.logout()

@@ -119,7 +119,7 @@ class Session:
     def capabilities(self) -> str:
         if not self.tls:
             return " ".join(R.CAPABILITIES_BEFORE_TLS)
-        caps = list(R.CAPABILITIES_COMMON) + [f"APPENDLIMIT={self.ctx.limits.max_literal}"]
+        caps = [*list(R.CAPABILITIES_COMMON), f"APPENDLIMIT={self.ctx.limits.max_literal}"]
         if self.state is State.NOT_AUTHENTICATED:
             caps.append("AUTH=PLAIN")
             if self.ctx.backend.token_auth_available:
