@@ -143,7 +143,7 @@ async def test_condstore_changedsince(space: LocalTrustSpace) -> None:
 
     def run() -> None:
         c = _login(space, LEA)
-        typ, data = c.select("INBOX")
+        c.select("INBOX")
         highest = int(c.untagged_responses["HIGHESTMODSEQ"][0])
         c.store("2", "+FLAGS", "(\\Answered)")
         _typ, data = c.fetch("1:*", f"(UID FLAGS) (CHANGEDSINCE {highest})")

@@ -302,6 +302,12 @@ def _pin_ports(space: LocalTrustSpace) -> None:
         text = re.sub(
             r"(\[smtp\.inbound\]\nhost = \"[^\"]*\"\nport = )\d+", rf"\g<1>{op.inbound.port}", text
         )
+        if op.imap is not None and op.imaps is not None:
+            text = re.sub(
+                r"(\[imap\]\nhost = \"[^\"]*\"\nport = )\d+\ntls_port = \d+",
+                rf"\g<1>{op.imap.port}\ntls_port = {op.imaps.port}",
+                text,
+            )
         if op.http is not None:
             text = re.sub(
                 r"(\[http\]\nhost = \"[^\"]*\"\nport = )\d+", rf"\g<1>{op.http.port}", text
@@ -330,6 +336,8 @@ def _state(
                 "submission": {"host": op.submission.host, "port": op.submission.port},
                 "mx": {"host": op.inbound.host, "port": op.inbound.port},
                 **({"http": op.http_url} if op.http_url else {}),
+                **({"imap": {"host": op.imap.host, "port": op.imap.port}} if op.imap else {}),
+                **({"imaps": {"host": op.imaps.host, "port": op.imaps.port}} if op.imaps else {}),
                 "accounts": [
                     {
                         "address": a.address,
@@ -361,6 +369,11 @@ def _summary(state: dict[str, Any]) -> str:
             f"{op['submission']['host']}:{op['submission']['port']}"
         )
         lines.append(f"  MX entre opérateurs (TLS mutuel) : {op['mx']['host']}:{op['mx']['port']}")
+        if "imap" in op:
+            lines.append(
+                f"  IMAP : {op['imap']['host']}:{op['imap']['port']} (STARTTLS),"
+                f" {op['imaps']['host']}:{op['imaps']['port']} (TLS)"
+            )
         lines.append(f"  configuration : {op['config_file']}")
         for acc in op["accounts"]:
             lines.append(
@@ -391,6 +404,10 @@ def _summary(state: dict[str, Any]) -> str:
         f"       --url smtp://{first['submission']['host']}:{first['submission']['port']} \\",
         f'       --user {per["address"]}: --oauth2-bearer "$TOKEN" \\',
         f"       --mail-from {per['address']} --mail-rcpt {to} --upload-file message.eml",
+        "Thunderbird : compte existant, serveur IMAP 127.0.0.1 port IMAP (TLS) ci-dessus,"
+        " SSL/TLS, mot de passe normal, identifiant = l'adresse ; SMTP 127.0.0.1 port de"
+        " soumission, STARTTLS. Importez le certificat de l'AC de démonstration (ca_file)"
+        " dans Paramètres > Certificats > Autorités.",
         "  (un envoi hors de l'espace de confiance, ex. x@gmail.com, est refusé : 550 5.7.1)",
         "",
         f"Données : {state['data_dir']}    Ctrl-C pour arrêter.",
