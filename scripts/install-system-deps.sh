@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages a target needs, only when they are missing.
 #   venv  python3-venv (when the interpreter cannot create a virtual environment)
-#   test  swaks (real SMTP client in tests), PostgreSQL server binaries, openssl
+#   test  swaks (real SMTP client in tests), PostgreSQL server binaries, openssl, curl,
+#         isync (mbsync) and dovecot-imapd (the reference server of the IMAP tests)
 #   bench postfix (smtp-source and a reference server for the comparison), when possible
 set -eu
 target="${1:-test}"
@@ -16,6 +17,9 @@ case "$target" in
     test)
         need swaks swaks
         need openssl openssl
+        need curl curl
+        need mbsync isync
+        [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null 2>&1 || missing="$missing dovecot-imapd"
         pg_found || missing="$missing postgresql"
         ;;
     bench)
