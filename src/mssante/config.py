@@ -249,6 +249,20 @@ class HTTPSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)
     tls: bool = Field(default=True, description="HTTPS with the operator certificate.")
+    public_url: str = Field(
+        default="",
+        description="Public base URL of the web application (`https://host[:port]`), used "
+        "for the PSC redirect URI; empty: taken from each request.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip()
+        host = r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])"
+        if value and not re.fullmatch(rf"https?://{host}(:\d{{1,5}})?/?", value, re.ASCII):
+            raise ValueError("expected a base URL such as https://webmail.example.mssante.fr")
+        return value.rstrip("/")
 
 
 class TrustListSection(_Section):

@@ -33,6 +33,7 @@ from mssante.services.queue import QueueService, QueueSettings
 from mssante.services.store import MessageStore
 from mssante.services.token_signer import TokenSigner
 from mssante.services.trust import TrustListService
+from mssante.services.web_sessions import WebSessionService
 from mssante.smtp.backend import TokenLogin
 from mssante.smtp.relay import RelayWorker
 from mssante.smtp.session import ConnectionLimiter, SmtpSession
@@ -127,6 +128,11 @@ class Services:
             if settings is not None
             else None
         )
+        # Web login (R61, SC.SSI/IE.58): the relying party needs the client secret, hence
+        # the settings themselves; sessions lock after 2 hours of inactivity.
+        self.oidc_settings = settings
+        self.public_url = config.http.public_url or None
+        self.web_sessions = WebSessionService(self.db)
         self.queue = QueueService(
             self.db,
             self.delivery,
@@ -433,6 +439,7 @@ class Operator:
             limits=limits,
             hostname=self.config.operator.hostname,
             quota_bytes=section.quota_mb * 1024 * 1024,
+            store_mailboxes=self.services.mailboxes,
         )
         for implicit in (False, True):
 

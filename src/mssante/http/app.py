@@ -280,6 +280,10 @@ def create_app(services: HttpServices, *, token_validator: TokenValidator | None
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
 
+    from mssante.http.web_auth import web_auth_router  # here: web_auth imports this module
+
+    app.include_router(web_auth_router(services))  # PSC web login and sessions (R61)
+
     @app.post("/oauth/token", tags=["oauth"], summary="Client credentials grant (RFC 6749 §4.4)")
     async def token(request: Request) -> Response:
         try:

@@ -10,10 +10,16 @@ from typing import TYPE_CHECKING
 from mssante.imap import command_args as A
 from mssante.imap import parser as P
 from mssante.imap.message_strings import imap_astring
+from mssante.imap.utf7 import encode_mailbox_name
 from mssante.services.mailstore import DELIMITER, Folder
 
 if TYPE_CHECKING:
     from mssante.imap.session import Session
+
+
+def wire_name(session: Session, name: str) -> bytes:
+    """A mailbox name as sent: modified UTF-7 (RFC 3501 §5.1.3) unless UTF-8 is enabled."""
+    return imap_astring(name if session.conn.utf8 else encode_mailbox_name(name))
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -53,20 +59,40 @@ async def list_responses(session: Session, c: P.Command) -> list[bytes]:
     subscribed: set[str] = set()
     if lsub or "SUBSCRIBED" in args.selection or "SUBSCRIBED" in args.return_options:
         subscribed = await asyncio.to_thread(session.ctx.store.subscriptions, principal)
+    if lsub or "SUBSCRIBED" in args.selection:
+        # RFC 3501 §6.3.9: a subscription outlives its mailbox.
+        for sub in subscribed:
+            names.setdefault(sub, None)
     regexes = [pattern_regex(args.reference + p) for p in args.patterns]
     out: list[bytes] = []
     for name in sorted(names, key=lambda n: (n != "INBOX", n)):
         if not any(r.match(name) for r in regexes):
             continue
         folder = names[name]
+        childinfo = False
         if lsub or "SUBSCRIBED" in args.selection:
             if name not in subscribed:
-                continue
+                # RFC 5258 §3.5: RECURSIVEMATCH lists a parent whose children match.
+                if "RECURSIVEMATCH" in args.selection and any(
+                    other.startswith(name + DELIMITER) for other in subscribed
+                ):
+                    childinfo = True
+                else:
+                    continue
         if "SPECIAL-USE" in args.selection and (folder is None or not folder.special_use):
             continue
+        if childinfo:
+            marks = "\\NonExistent" if folder is None else ""
+            out.append(
+                f'* LIST ({marks}) "{DELIMITER}" '.encode()
+                + wire_name(session, name)
+                + b' (CHILDINFO ("SUBSCRIBED"))'
+            )
+            continue
         attrs: list[str] = []
-        if folder is None:
-            attrs.append("\\Noselect")
+        if folder is None and not (lsub and name in subscribed):
+            # RFC 5258 §3: an implied parent that does not exist is \NonExistent there.
+            attrs.append("\\NonExistent" if args.extended else "\\Noselect")
         children = any(other.startswith(name + DELIMITER) for other in names)
         if not lsub:
             attrs.append("\\HasChildren" if children else "\\HasNoChildren")
@@ -84,7 +110,7 @@ async def list_responses(session: Session, c: P.Command) -> list[bytes]:
             "SUBSCRIBED" in args.return_options or "SUBSCRIBED" in args.selection
         ):
             attrs.append("\\Subscribed")
-        line = f'* {c.name} ({" ".join(attrs)}) "{DELIMITER}" '.encode() + imap_astring(name)
+        line = f'* {c.name} ({" ".join(attrs)}) "{DELIMITER}" '.encode() + wire_name(session, name)
         out.append(line)
         if args.status_items and folder is not None:
             out.append(await session.status_line(folder, args.status_items))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -28,12 +29,14 @@ from mssante.imap.message import (
 from mssante.imap.message_strings import imap_literal
 from mssante.imap.search_run import evaluate
 from mssante.imap.sequence import SequenceSet
+from mssante.imap.session_consts import FLAGS, PERMANENT_FLAGS
 from mssante.services.mailstore import SEEN, MessageMeta
 
 if TYPE_CHECKING:
     from mssante.imap.session import Selection, Session
 
 Handler = Callable[[P.Command], Awaitable[None]]
+SYSTEM_FLAGS = frozenset({"\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"})
 
 
 def uid_set(uids: Iterable[int]) -> str:
@@ -77,7 +80,7 @@ def targets(session: Session, seq: SequenceSet, by_uid: bool) -> list[tuple[int,
 
 
 async def select(session: Session, c: P.Command) -> None:
-    from mssante.imap.session import FLAGS, PERMANENT_FLAGS, Selection, State
+    from mssante.imap.session import Selection, State
 
     args: A.SelectArgs = c.args[0]
     store, principal = session.ctx.store, session._principal()
@@ -90,11 +93,15 @@ async def select(session: Session, c: P.Command) -> None:
     folder = await asyncio.to_thread(store.resolve, principal, args.mailbox)
     snapshot = await asyncio.to_thread(store.messages, principal, folder)
     readonly = c.name == "EXAMINE"
-    session.selection = Selection(folder=folder, readonly=readonly, snapshot=snapshot)
+    keywords = sorted({f for m in snapshot for f in m.flags if not f.startswith("\\")})
+    session.selection = Selection(
+        folder=folder, readonly=readonly, snapshot=snapshot, keywords=set(keywords)
+    )
     session.state = State.SELECTED
-    permanent = "" if readonly else PERMANENT_FLAGS
+    extra = "".join(f" {k}" for k in keywords)
+    permanent = "" if readonly else PERMANENT_FLAGS.replace(" \\*", extra + " \\*")
     lines = [
-        f"* FLAGS ({FLAGS})",
+        f"* FLAGS ({FLAGS}{extra})",
         f"* OK [PERMANENTFLAGS ({permanent})] Drapeaux / Flags",
         f"* {len(snapshot)} EXISTS",
         "* 0 RECENT",
@@ -199,7 +206,7 @@ async def _fetch_one(session: Session, seq: int, m: MessageMeta, args: A.FetchAr
                 data = partial(data, origin, length)
                 label += f"<{origin}>"
             items.append(label.encode() + b" " + imap_literal(data))
-    if session.condstore or "MODSEQ" in names or args.changedsince is not None:
+    if "MODSEQ" in names or args.changedsince is not None or (mark_seen and session.condstore):
         items.append(f"MODSEQ ({m.modseq})".encode())
     return f"* {seq} FETCH (".encode() + b" ".join(items) + b")"
 
@@ -228,7 +235,12 @@ def handlers(session: Session) -> dict[str, Handler]:
         to_mark = [
             m.uid for _, m in chosen if not peek_only and not sel.readonly and SEEN not in m.flags
         ]
-        if to_mark:
+        marked = set(to_mark)
+        for seq, m in chosen:
+            session.conn.write(
+                await _fetch_one(session, seq, m, args, by_uid, m.uid in marked) + b"\r\n"
+            )
+        if to_mark:  # only once every message was read: a failed FETCH changes no flag
             await asyncio.to_thread(
                 session.ctx.store.store_flags,
                 session._principal(),
@@ -237,14 +249,11 @@ def handlers(session: Session) -> dict[str, Handler]:
                 "add",
                 [SEEN],
             )
-        marked = set(to_mark)
-        for seq, m in chosen:
-            session.conn.write(
-                await _fetch_one(session, seq, m, args, by_uid, m.uid in marked) + b"\r\n"
-            )
         await session.conn.drain()
-        if marked:
-            await sync(session, expunges=False)
+        if marked:  # the FETCH lines above already told the client about \Seen
+            sel.snapshot = [
+                replace(m, flags=m.flags | {SEEN}) if m.uid in marked else m for m in sel.snapshot
+            ]
         await session.ok(c)
 
     async def store(c: P.Command) -> None:
@@ -254,6 +263,10 @@ def handlers(session: Session) -> dict[str, Handler]:
             await session.conn.send(f"{c.tag} NO [READ-ONLY] Dossier en lecture seule / Read-only")
             return
         by_uid = c.name.startswith("UID")
+        bad = [f for f in args.flags if f.startswith("\\") and f not in SYSTEM_FLAGS]
+        if bad:  # RFC 9051 §2.3.2: only the defined system flags start with a backslash
+            await session.conn.send(f"{c.tag} BAD Drapeau inconnu / Unknown flag {bad[0]}")
+            return
         if args.unchangedsince is not None:
             session.enabled.add("CONDSTORE")
         chosen = targets(session, args.sequence, by_uid)
@@ -263,13 +276,24 @@ def handlers(session: Session) -> dict[str, Handler]:
             [m.uid for _, m in chosen], args.action, args.flags, args.unchangedsince,
         )  # fmt: skip
         changed_uids = {uid for uid, _, _ in changed}
+        new_keywords = {
+            f for _, flags, _ in changed for f in flags if not f.startswith("\\")
+        } - sel.keywords
+        if new_keywords:  # RFC 3501 §7.2.6: announce the new keywords before their use
+            sel.keywords |= new_keywords
+            extra = "".join(f" {k}" for k in sorted(sel.keywords))
+            permanent = PERMANENT_FLAGS.replace(" \\*", extra + " \\*")
+            await session.conn.send(
+                f"* FLAGS ({FLAGS}{extra})", f"* OK [PERMANENTFLAGS ({permanent})] Drapeaux"
+            )
         for uid, flags, modseq in changed:
-            parts = [] if args.silent and not session.condstore else [f"FLAGS {_flags(flags)}"]
-            if by_uid:
-                parts.insert(0, f"UID {uid}")
+            # RFC 7162 §3.1.3: with CONDSTORE a .SILENT store still reports MODSEQ.
+            parts = [] if args.silent else [f"FLAGS {_flags(flags)}"]
             if session.condstore:
                 parts.append(f"MODSEQ ({modseq})")
-            if parts and not (args.silent and not session.condstore):
+            if parts:
+                if by_uid or "QRESYNC" in session.enabled:
+                    parts.insert(0, f"UID {uid}")
                 await session.conn.send(f"* {seq_of[uid]} FETCH ({' '.join(parts)})")
         sel.snapshot = [
             next(

@@ -44,8 +44,6 @@ NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
 AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
 
-PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
-FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 @dataclass
@@ -58,6 +56,7 @@ class ImapContext:
     limits: ImapLimits
     hostname: str
     quota_bytes: int
+    store_mailboxes: Any = None  # MailboxService, for the authzid check
 
 
 @dataclass
@@ -66,6 +65,7 @@ class Selection:
     readonly: bool
     snapshot: list[MessageMeta] = field(default_factory=list)
     saved: list[int] = field(default_factory=list)  # SEARCHRES (RFC 5182), UIDs
+    keywords: set[str] = field(default_factory=set)  # announced in FLAGS
 
 
 class Session:
@@ -121,7 +121,7 @@ class Session:
             return " ".join(R.CAPABILITIES_BEFORE_TLS)
         caps = [*list(R.CAPABILITIES_COMMON), f"APPENDLIMIT={self.ctx.limits.max_literal}"]
         if self.state is State.NOT_AUTHENTICATED:
-            caps.append("AUTH=PLAIN")
+            caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
             if self.ctx.backend.token_auth_available:
                 caps += ["AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]
             if self._peer_certificate() is not None:
@@ -284,7 +284,7 @@ class Session:
     async def cmd_authenticate(self, c: P.Command) -> None:
         args: A.AuthenticateArgs = c.args[0]
         mech = args.mechanism
-        offered = {"PLAIN"} if self.tls else set()
+        offered = {"PLAIN", "LOGIN"} if self.tls else set()
         if self.tls and self.ctx.backend.token_auth_available:
             offered |= {"XOAUTH2", "OAUTHBEARER"}
         if self.tls and self._peer_certificate() is not None:
@@ -294,6 +294,16 @@ class Session:
             await self.conn.send(f"{c.tag} NO {reason} / Unsupported mechanism")
             return
         blob = args.initial_response
+        if mech == "LOGIN":  # draft-murchison-sasl-login: user name, then password
+            user = blob if blob is not None else await self._continuation(b"Username:")
+            secret = await self._continuation(b"Password:") if user is not None else None
+            if user is None or secret is None:
+                await self.conn.send(f"{c.tag} BAD Authentification abandonnee / Aborted")
+                return
+            await self._password(
+                c, user.decode("utf-8", "replace"), secret.decode("utf-8", "replace"), "LOGIN"
+            )
+            return
         if blob is None:
             blob = await self._continuation()
             if blob is None:
@@ -327,6 +337,10 @@ class Session:
         outcome = await self.ctx.backend.authenticate_token(
             message.token, self.conn.peer, f"imap-{mech}"
         )
+        if outcome.principal is not None and message.authzid:
+            if not await self._may_act_as(outcome.principal, message.authzid):
+                await self.conn.send(failed)
+                return
         if outcome.principal is not None:
             await self._logged_in(c, outcome.principal, outcome.expires_in)
             return
@@ -337,6 +351,18 @@ class Session:
         await self.conn.send(b"+ " + base64.b64encode(error_challenge(outcome.error or {})))
         await self.conn.readline()
         await self.conn.send(failed)
+
+    async def _may_act_as(self, principal: Principal, authzid: str) -> bool:
+        """A token's `user=`/`a=` must name a mailbox its holder may use (R15)."""
+        if authzid.strip().lower() == principal.login:
+            return True
+        try:
+            await asyncio.to_thread(
+                self.ctx.store_mailboxes.check_can_send_as, principal, authzid.strip()
+            )
+        except DomainError:
+            return False
+        return True
 
     # -- authenticated -----------------------------------------------------------------
 
@@ -382,10 +408,15 @@ class Session:
             "HIGHESTMODSEQ": st.highestmodseq, "APPENDLIMIT": self.ctx.limits.max_literal,
         }  # fmt: skip
         body = " ".join(f"{item} {values[item]}" for item in items if item in values)
-        return b"* STATUS " + imap_astring(folder.imap_name) + f" ({body})".encode()
+        from mssante.imap.listing import wire_name
+
+        return b"* STATUS " + wire_name(self, folder.imap_name) + f" ({body})".encode()
 
     async def cmd_create(self, c: P.Command) -> None:
         args: A.CreateArgs = c.args[0]
+        if args.mailbox.upper() == "INBOX":
+            await self.conn.send(f"{c.tag} NO [ALREADYEXISTS] INBOX existe / INBOX exists")
+            return
         special = args.special_use[0] if args.special_use else None
         await asyncio.to_thread(
             self.ctx.store.create_folder, self._principal(), args.mailbox, special

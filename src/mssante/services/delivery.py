@@ -9,6 +9,7 @@ that commit does the SMTP layer answer 250.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from mssante.formats.mime import (
 )
 from mssante.services import traces
 from mssante.services.changes import ChangeBus
+from mssante.services.document_intake import DocumentIndexer, has_xdm_attachment
 from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.ports import AcceptedRecipient, BlobStore, IncomingMessage, Role
 from mssante.services.trust import TrustListService
@@ -56,6 +58,7 @@ _ALLOCATE_UID = (
     .values(uidnext=folders.c.uidnext + 1, highestmodseq=folders.c.highestmodseq + 1)
     .returning(folders.c.id, folders.c.uidnext, folders.c.highestmodseq)
 )
+log = logging.getLogger("mssante.delivery")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class DeliveryService:
         self.trust = trust
         self.mailboxes = mailbox_service
         self.settings = settings
+        self.documents = DocumentIndexer(
+            message_id_domain=settings.primary_domain, reporting_ua=settings.hostname
+        )
 
     # -- stage checks -----------------------------------------------------------------
 
@@ -197,7 +203,7 @@ class DeliveryService:
             )
             for rcpt in msg.recipients:
                 outcome = self._route(
-                    conn, envelope_id, rcpt, ref.digest, ref.size, message_id, msg.peer
+                    conn, envelope_id, rcpt, ref.digest, ref.size, message_id, msg.peer, data
                 )
                 if outcome == "delivered" and wants(rcpt.notify, "SUCCESS"):
                     reports.append(
@@ -237,8 +243,10 @@ class DeliveryService:
         size: int,
         message_id: str | None,
         peer: str | None,
+        data: bytes | None = None,
     ) -> Literal["delivered", "failed", "queued"]:
-        """Deliver to a local BAL now, or queue for relay; return what happened."""
+        """Deliver to a local BAL now, or queue for relay; return what happened. With the
+        message `data`, a local delivery of an ``IHE_XDM.ZIP`` is indexed (issue 6)."""
         now = utcnow()
         domain = rcpt.address.rpartition("@")[2]
         base = {
@@ -269,7 +277,9 @@ class DeliveryService:
                     detail="mailbox unavailable",
                 )
                 return "failed"
-            self.append_to_folder(conn, row.id, "INBOX", digest, size, message_id, envelope_id)
+            uid = self.append_to_folder(
+                conn, row.id, "INBOX", digest, size, message_id, envelope_id
+            )
             conn.execute(_INSERT_DELIVERY, {**base, "status": "delivered"})
             traces.record(
                 conn,
@@ -280,6 +290,8 @@ class DeliveryService:
                 size=size,
                 envelope_id=envelope_id,
             )
+            if data is not None and has_xdm_attachment(data):
+                self._index_documents(conn, row.id, uid, rcpt.address, data, envelope_id)
             return "delivered"
         conn.execute(_INSERT_DELIVERY, {**base, "status": "queued", "next_attempt_at": now})
         traces.record(
@@ -291,6 +303,40 @@ class DeliveryService:
             envelope_id=envelope_id,
         )
         return "queued"
+
+    def _index_documents(
+        self,
+        conn: Connection,
+        mailbox_id: int,
+        uid: int,
+        address: str,
+        data: bytes,
+        envelope_id: int,
+    ) -> None:
+        """Index the documents of a message delivered to INBOX (an APP mailbox that cannot
+        integrate them answers, R44) in a savepoint: a failure is logged, never raised."""
+        try:
+            with conn.begin_nested():
+                report = self.documents.on_local_delivery(
+                    conn,
+                    mailbox_id=mailbox_id,
+                    folder="INBOX",
+                    uid=uid,
+                    raw=data,
+                    envelope_id=envelope_id,
+                    recipient=address,
+                )
+                if report is not None:
+                    self.send_generated(conn, report[0], report[1], "mdn", envelope_id)
+        except Exception:  # indexing must never lose the message
+            error_id = secrets.token_hex(6)
+            log.warning(
+                "document indexing failed for %s (envelope %s) [error %s]",
+                address,
+                envelope_id,
+                error_id,
+                exc_info=True,
+            )
 
     @staticmethod
     def _lock_folders(conn: Connection, addresses: Sequence[str]) -> None:
@@ -349,7 +395,54 @@ class DeliveryService:
         )
         return int(row.uidnext - 1)
 
-    # -- generated messages (DSN) -----------------------------------------------------
+    # -- generated messages (DSN, MDN) ------------------------------------------------
+
+    def send_generated(
+        self,
+        conn: Connection,
+        to: str,
+        data: bytes,
+        origin: str = "generated",
+        envelope_id: int | None = None,
+    ) -> bool:
+        """Route a message the platform wrote (an integration MDN…) from the null sender to
+        `to` in this transaction: a local mailbox or a domain of the trust space only."""
+        domain = to.rpartition("@")[2]
+        local = self.trust.is_local(domain)
+        routable = (
+            self.mailboxes.find(to) is not None if local else self.trust.in_trust_space(domain)
+        )
+        if not routable:
+            traces.record(
+                conn,
+                f"{origin}.dropped",
+                "failed",
+                mailbox=to,
+                envelope_id=envelope_id,
+                detail="no mailbox here and not in the trust space",
+            )
+            return False
+        ref = self.blobs.put(data)
+        self._blob_row(conn, ref.digest, ref.size, ref.key_id)
+        generated_id = message_id_of(data)
+        generated = conn.execute(
+            insert(envelopes).values(
+                queue_id=secrets.token_hex(8),
+                received_at=utcnow(),
+                origin=origin,
+                mail_from="",
+                size=ref.size,
+                blob_digest=ref.digest,
+                message_id=generated_id,
+                smtputf8=False,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        rcpt = AcceptedRecipient(to, local=local, notify="NEVER")
+        self._route(conn, generated, rcpt, ref.digest, ref.size, generated_id, None)
+        traces.record(
+            conn, f"{origin}.sent", mailbox=to, message_id=generated_id, envelope_id=envelope_id
+        )
+        return True
 
     def send_dsn(
         self,

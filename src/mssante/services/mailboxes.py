@@ -30,6 +30,7 @@ from mssante.storage.schema import (
     mailboxes,
     professionals,
     structures,
+    subscriptions,
     users,
 )
 
@@ -216,6 +217,8 @@ class MailboxService:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             for name, special in DEFAULT_FOLDERS:
+                if special:  # subscribed from the start, as mail clients expect
+                    conn.execute(insert(subscriptions).values(user_id=user_id, name=name))
                 conn.execute(
                     insert(folders).values(
                         mailbox_id=mailbox_id,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
@@ -315,9 +315,11 @@ class MailStore:
         with self.db.write() as conn:
             self._require(conn, principal, folder)
             self._ensure_blob(conn, ref.digest, ref.size, ref.key_id)
+            # Stored in UTC: SQLite keeps no zone, and the instant is what IMAP needs.
+            when = internal_date.astimezone(UTC) if internal_date else utcnow()
             return self._insert(
-                conn, principal, folder, ref.digest, ref.size, frozenset(flags),
-                internal_date or utcnow(), message_id=None,
+                conn, principal, folder, ref.digest, ref.size, frozenset(flags), when,
+                message_id=None,
             )  # fmt: skip
 
     def _insert(
@@ -496,13 +498,14 @@ class MailStore:
                 )
 
     def subscriptions(self, principal: Principal) -> set[str]:
+        """LSUB / LIST (SUBSCRIBED): the names the principal subscribed to (RFC 3501 §6.3.6).
+
+        New mailboxes start with their special-use folders subscribed (`create_mailbox`)."""
         with self.db.read() as conn:
             rows = conn.execute(
                 select(subscriptions.c.name).where(subscriptions.c.user_id == principal.user_id)
             )
-            names = {r.name for r in rows}
-        # Folders a principal has never unsubscribed from are subscribed by default.
-        return names | {f.imap_name for f in self.folders_for(principal)}
+            return {r.name for r in rows}
 
     def subscribe(self, principal: Principal, name: str, on: bool) -> None:
         with self.db.write() as conn:

@@ -273,3 +273,56 @@ subscriptions = Table(
     Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
     Column("name", String(512), primary_key=True),  # the IMAP name as the user sees it
 )
+
+# Web sessions (issue 3; SC.SSI/IE.58: locked after 2 hours of inactivity). Only the SHA-256
+# of the session cookie is kept, never the cookie itself.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("id_nat_ps", String(32), nullable=True),
+    Column("created_at", UTC_DATETIME, nullable=False),
+    Column("last_seen_at", UTC_DATETIME, nullable=False, index=True),
+    Column("expires_at", UTC_DATETIME, nullable=False),
+    Column("source", String(255), nullable=True),
+)
+
+# OIDC logins in progress (R61): state, nonce and PKCE verifier until the callback (10 min).
+# `key` is the SHA-256 of the random key held by the browser's login cookie.
+login_states = Table(
+    "login_states",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("state", String(255), nullable=False),
+    Column("nonce", String(255), nullable=False),
+    Column("code_verifier", String(128), nullable=False),
+    Column("created_at", UTC_DATETIME, nullable=False, index=True),
+)
+
+# Documents of received XDM packages (issue 6): one row per document of a message delivered
+# to a local folder, to find a patient's documents (R43: the INS of METADATA.XML). A refused
+# package gets one row with only its problems.
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "message_id",
+        Integer,
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("folder_id", Integer, ForeignKey("folders.id"), nullable=False),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False, index=True),
+    Column("patient_ins", String(32), nullable=True, index=True),
+    Column("patient_oid", String(64), nullable=True),
+    Column("type_code", String(64), nullable=True),
+    Column("type_display", String(255), nullable=True),
+    Column("document_date", UTC_DATETIME, nullable=True),
+    Column("title", String(500), nullable=True),
+    Column("format_code", String(255), nullable=True),
+    Column("problems", Text, nullable=False, default="[]"),  # JSON list of {code, message, where}
+    Column("indexed_at", UTC_DATETIME, nullable=False),
+)
