@@ -45,7 +45,6 @@ AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
 SELECTED = frozenset({State.SELECTED})
 
 
-
 @dataclass
 class ImapContext:
     """What every session of one listener shares."""
