@@ -616,6 +616,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pin the servers to the last core and the load generator to the others",
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "smtp.json")
+    parser.add_argument(
+        "--part",
+        choices=("all", "smtp", "documents"),
+        default="all",
+        help="smtp (this file), documents (documents_bench.py: XDM/CDA), or both",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where temporary data goes")
     args = parser.parse_args(argv)
     if args.duration is None:
@@ -726,6 +732,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.part in ("all", "documents"):
+        import documents_bench
+
+        documents_bench.main(["--seconds", "1" if args.quick else "3"])
+        if args.part == "documents":
+            return 0
     report = asyncio.run(run(args))
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print_tables(report)

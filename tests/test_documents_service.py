@@ -528,3 +528,44 @@ async def test_app_mailbox_answers_a_standard_mail_otherwise(trust_space: LocalT
     assert len(a.services.store.list(SENDER)) == 1  # the PER recipient does not answer
     rows = _rows(trust_space, "beta.mssante.fr")
     assert len(rows) == 2 and all(r["type_code"] is None for r in rows)  # refused, one row each
+
+
+def test_demo_documents_fall_back_to_the_synthetic_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mssante import demo_documents
+    from mssante.domain.identifiers import is_valid_nir
+
+    assert is_valid_nir(INS)
+    monkeypatch.setenv("MSSANTE_SHARED_DATA", str(tmp_path))  # no shared data there
+    identity = demo_documents.sender_identity("Dr Camille Martin, médecin", "10000000017", None)
+    assert (identity.id_nat_ps, identity.family, identity.given) == (
+        "810000000017",
+        "Martin",
+        "Camille",
+    )
+    made = demo_documents.document_message(
+        5, "camille.martin@hopital-demo.mssante.fr", identity, (GP,), "Bonjour"
+    )
+    assert made is not None
+    data, record = made
+    assert record["source"] == "document synthétique LDL-SES-DEMO.xml"
+    assert record["documents"] == [
+        {
+            "type_code": "11490-0",
+            "title": "Lettre de liaison à la sortie de l'établissement de santé",
+        }
+    ]
+    received = read_document_message(data)
+    assert received.ok and received.patient_ins == INS
+    assert demo_documents.document_message(1, SENDER, identity, (GP,), "Bonjour") is None
+    lines = demo_documents.summary_lines(
+        record
+        | {
+            "received_documents": [
+                {"recipient": GP, "type_code": "11490-0", "title": "LDL", "patient_ins": INS}
+            ]
+        }
+    )
+    assert lines[0].startswith("      document envoyé : 11490-0")
+    assert lines[1] == f"      reçu par {GP} : 11490-0 « LDL », patient INS {INS}"

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from conftest import ALPHA
 from mssante.services.mailboxes import Principal
@@ -569,6 +570,11 @@ def run_step(wire: Wire, step: Step) -> tuple[list[tuple[bytes, bytes]], bool]:
     return tagged, True
 
 
+def _note(what: str) -> None:
+    if currently_in_test_context():  # hypothesis statistics
+        event(what)
+
+
 def run_example(fz: Fuzzed, steps: list[Step]) -> None:
     replenish(fz)
     wire = open_session(fz)
@@ -578,11 +584,11 @@ def run_example(fz: Fuzzed, steps: list[Step]) -> None:
             try:
                 answers, usable = run_step(wire, step)
             except Closed:
-                event("closed after BYE")
+                _note("closed after BYE")
                 assert wire.bye, f"connection closed without BYE\n{wire.trace()}"
                 return
             after = snapshot(fz)
-            event(f"{step.label}: {b'/'.join(sorted({s for _, s in answers})).decode() or '-'}")
+            _note(f"{step.label}: {b'/'.join(sorted({s for _, s in answers})).decode() or '-'}")
             if not any(status == b"OK" for _, status in answers):
                 assert after == before, (
                     f"{step.label} answered {answers} changed the mailbox\n"

@@ -22,6 +22,7 @@ from typing import Any
 import aiosmtplib
 import click
 
+from mssante import demo_documents
 from mssante.domain.identifiers import luhn_check_digit
 from mssante.domain.mailboxes import MailboxType
 from mssante.identity.demo_provider import DemoProfessional, DemoProvider
@@ -243,7 +244,7 @@ def _seed(space: LocalTrustSpace) -> dict[str, str]:
 async def _send_flows(space: LocalTrustSpace, passwords: dict[str, str]) -> list[dict[str, Any]]:
     ctx = ssl.create_default_context(cafile=str(space.ca_file))
     results = []
-    for name, sender, recipients, subject in FLOWS:
+    for index, (name, sender, recipients, subject) in enumerate(FLOWS):
         op = space[sender.rpartition("@")[2]].operator
         assert op is not None and op.submission is not None
         body = (
@@ -251,6 +252,11 @@ async def _send_flows(space: LocalTrustSpace, passwords: dict[str, str]) -> list
             f"Cordialement,\n{sender}\n"
         )
         data = make_message(sender, recipients, subject=subject, body=body)
+        actor = next(a for a in ACTORS if a.address == sender)
+        identity = demo_documents.sender_identity(actor.label, actor.rpps, actor.structure)
+        documents = demo_documents.document_message(index, sender, identity, recipients, body)
+        if documents is not None:  # flows 1 and 6 carry an IHE_XDM.ZIP (issue 6)
+            data = documents[0]
         status = "accepted"
         try:
             await aiosmtplib.send(
@@ -267,7 +273,8 @@ async def _send_flows(space: LocalTrustSpace, passwords: dict[str, str]) -> list
             )
         except aiosmtplib.SMTPException as exc:
             status = f"refused: {exc}"
-        results.append({"flow": name, "from": sender, "to": list(recipients), "status": status})
+        result = {"flow": name, "from": sender, "to": list(recipients), "status": status}
+        results.append(result | (documents[1] if documents else {}))
     return results
 
 
@@ -383,6 +390,7 @@ def _summary(state: dict[str, Any]) -> str:
     lines.append("Flux envoyés :")
     for flow in state["flows"]:
         lines.append(f"  {flow['flow']} : {flow['status']}")
+        lines += demo_documents.summary_lines(flow)
     first = state["operators"][0]
     acc = first["accounts"][0]
     to = state["operators"][1]["accounts"][0]["address"]
@@ -438,6 +446,11 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
         passwords = await asyncio.to_thread(_seed, space)
         flows = await _send_flows(space, passwords) if send else []
         await _wait_delivered(space, flows, timeout=20)
+        for flow in flows:  # the receiving side reads the packages back (issue 6)
+            if "documents" in flow:
+                flow["received_documents"] = await asyncio.to_thread(
+                    demo_documents.received_documents, space, flow
+                )
         state = _state(space, passwords, flows)
         state["identity"] = {
             "issuer": provider.require_issuer(),

@@ -207,7 +207,7 @@ class Backend:
             login,
             password,
             source=peer,
-            mechanism=f"smtp-{mechanism}",
+            mechanism=mechanism,
         )
         if outcome.principal is None and outcome.delay > 0:
             await asyncio.sleep(outcome.delay)

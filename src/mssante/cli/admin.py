@@ -276,7 +276,7 @@ def mailbox_remove_member(ctx: click.Context, address: str, login: str) -> None:
 def mailbox_set_password(ctx: click.Context, login: str, password: str) -> None:
     services = _services(ctx)
     try:
-        services.mailboxes.set_password(login, password)
+        services.auth.set_password(login, password, actor="cli")  # applies the policy
     finally:
         services.close()
     console.print(f"password of {login} changed")

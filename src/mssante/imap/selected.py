@@ -27,7 +27,7 @@ from mssante.imap.message import (
     section,
 )
 from mssante.imap.message_strings import imap_literal
-from mssante.imap.search_run import evaluate
+from mssante.imap.search_run import matching
 from mssante.imap.sequence import SequenceSet
 from mssante.imap.session_consts import FLAGS, PERMANENT_FLAGS
 from mssante.services.mailstore import SEEN, MessageMeta
@@ -167,16 +167,48 @@ async def sync(session: Session, *, expunges: bool) -> None:
         await session.conn.send(*lines)
 
 
+def _needs_body(args: A.FetchArgs) -> bool:
+    names = {i.name for i in args.items if isinstance(i, FetchAttr)}
+    return any(isinstance(i, FetchBody) for i in args.items) or bool(names & {
+        "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
+    })  # fmt: skip
+
+
+FETCH_BATCH_MESSAGES = 64  # messages read in one worker-thread call …
+FETCH_BATCH_OCTETS = 4 * 1024 * 1024  # … up to about this many octets
+
+
+def _batches(chosen: list[tuple[int, MessageMeta]]) -> list[list[tuple[int, MessageMeta]]]:
+    out: list[list[tuple[int, MessageMeta]]] = []
+    octets = 0
+    for item in chosen:
+        if (
+            not out
+            or len(out[-1]) >= FETCH_BATCH_MESSAGES
+            or octets + item[1].size > FETCH_BATCH_OCTETS
+        ):
+            out.append([])
+            octets = 0
+        out[-1].append(item)
+        octets += item[1].size
+    return out
+
+
+def _read_batch(session: Session, batch: list[tuple[int, MessageMeta]]) -> list[bytes]:
+    return [session.ctx.store.read(m) for _, m in batch]
+
+
 async def _fetch_one(session: Session, seq: int, m: MessageMeta, args: A.FetchArgs,
-                     by_uid: bool, mark_seen: bool) -> bytes:  # fmt: skip
+                     by_uid: bool, mark_seen: bool, raw: bytes | None = None) -> bytes:  # fmt: skip
     items: list[bytes] = []
     names = {i.name for i in args.items if isinstance(i, FetchAttr)}
     if by_uid or "UID" in names:
         items.append(f"UID {m.uid}".encode())
-    needs_body = any(isinstance(i, FetchBody) for i in args.items) or names & {
-        "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
-    }  # fmt: skip
-    msg = ParsedMessage(await asyncio.to_thread(session.ctx.store.read, m)) if needs_body else None
+    msg = None
+    if _needs_body(args):
+        msg = ParsedMessage(
+            raw if raw is not None else await asyncio.to_thread(session.ctx.store.read, m)
+        )
     flags = m.flags | ({SEEN} if mark_seen else set())
     if "FLAGS" in names or mark_seen:
         items.append(f"FLAGS {_flags(flags)}".encode())
@@ -236,10 +268,30 @@ def handlers(session: Session) -> dict[str, Handler]:
             m.uid for _, m in chosen if not peek_only and not sel.readonly and SEEN not in m.flags
         ]
         marked = set(to_mark)
-        for seq, m in chosen:
-            session.conn.write(
-                await _fetch_one(session, seq, m, args, by_uid, m.uid in marked) + b"\r\n"
-            )
+        # Bodies are read a batch at a time in a worker thread, the next batch while this
+        # one is sent: one thread hop per batch, not per message. Draining after each
+        # message bounds the memory of a FETCH 1:* on a large folder.
+        batches = _batches(chosen) if _needs_body(args) else [chosen]
+        ahead: asyncio.Future[list[bytes]] | None = None
+        if _needs_body(args) and batches:
+            ahead = asyncio.ensure_future(asyncio.to_thread(_read_batch, session, batches[0]))
+        try:
+            for n, batch in enumerate(batches):
+                raws: list[bytes | None] = list(await ahead) if ahead else [None] * len(batch)
+                ahead = None
+                if _needs_body(args) and n + 1 < len(batches):
+                    ahead = asyncio.ensure_future(
+                        asyncio.to_thread(_read_batch, session, batches[n + 1])
+                    )
+                for (seq, m), raw in zip(batch, raws, strict=True):
+                    line = await _fetch_one(session, seq, m, args, by_uid, m.uid in marked, raw)
+                    session.conn.write(line + b"\r\n")
+                    await session.conn.drain()
+        finally:
+            if ahead is not None:  # a failure above: the read ahead is not wanted
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
         if to_mark:  # only once every message was read: a failed FETCH changes no flag
             await asyncio.to_thread(
                 session.ctx.store.store_flags,
@@ -313,10 +365,7 @@ def handlers(session: Session) -> dict[str, Handler]:
         sel = _sel(session)
         by_uid = c.name.startswith("UID")
         snapshot = list(sel.snapshot)
-        found: list[tuple[int, MessageMeta]] = []
-        for i, m in enumerate(snapshot):
-            if await evaluate(args.key, session, i + 1, m, snapshot):
-                found.append((i + 1, m))
+        found = [(s, snapshot[s - 1]) for s in await matching(args.key, session, snapshot)]
         numbers = [m.uid if by_uid else s for s, m in found]
         opts = args.return_options
         modseq = max((m.modseq for _, m in found), default=0) if _uses_modseq(args.key) else None

@@ -157,6 +157,7 @@ class Connection:
         self.buffer.clear()
         self.acknowledged.clear()
         await self.writer.start_tls(context)
+        shrink_tls_buffer(self.writer)
 
     async def close(self) -> None:
         if self.closed:
@@ -165,6 +166,25 @@ class Connection:
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 2)
+
+
+TLS_READ_BUFFER = 16 * 1024  # one TLS record's plaintext
+
+
+def shrink_tls_buffer(writer: asyncio.StreamWriter) -> None:
+    """Give a TLS connection a 16 KiB read buffer instead of asyncio's 256 KiB.
+
+    asyncio's SSLProtocol allocates and zero-fills `max_size` (256 KiB) per connection: most
+    of the memory of an idle IMAP connection (about 300 KiB each, 70 KiB with this). Uses
+    asyncio's private attributes; where they are missing nothing changes.
+    """
+    protocol = getattr(writer.transport, "_ssl_protocol", None)
+    if protocol is None or not hasattr(protocol, "_ssl_buffer_view"):
+        return
+    buffer = bytearray(TLS_READ_BUFFER)
+    protocol.max_size = TLS_READ_BUFFER
+    protocol._ssl_buffer = buffer
+    protocol._ssl_buffer_view = memoryview(buffer)
 
 
 async def serve_connection(session: Session) -> None:
@@ -224,6 +244,7 @@ class ImapListener:
         if task is not None:
             self.tasks.add(task)
         try:
+            shrink_tls_buffer(writer)
             await serve_connection(self.make_session(reader, writer))
         except asyncio.CancelledError:
             pass  # listener shutdown: the connection is closed by serve_connection

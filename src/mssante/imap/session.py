@@ -238,7 +238,7 @@ class Session:
             login, password, self.conn.peer, mechanism=f"imap-{mechanism}"
         )
         if outcome.principal is None:
-            if getattr(outcome, "locked_until", None) is not None:
+            if outcome.locked:
                 await self.conn.send(
                     f"{c.tag} NO [UNAVAILABLE] Acces temporairement bloque / Temporarily locked"
                 )

@@ -261,9 +261,10 @@ def _describe(index: int, content: bytes, opts: _Options, author: Author) -> _De
     info = [f"PID-5|{target.birth_family or ''}^{target.first_given or ''}^^^^^L"]
     info += [f"PID-7|{target.birth_time}"] if target.birth_time else []
     info += [f"PID-8|{target.sex}"] if target.sex else []
+    patient_id = format_patient_id(target.ins, target.ins_oid or INS_NIR_OID)
     entry = DocumentEntry(
         unique_id=unique_id,
-        patient_id=format_patient_id(target.ins, target.ins_oid or INS_NIR_OID),
+        patient_id=patient_id,
         mime_type="text/xml",
         class_code=class_code,
         type_code=kind,
@@ -277,6 +278,7 @@ def _describe(index: int, content: bytes, opts: _Options, author: Author) -> _De
         authors=(author,),
         service_start_time=_dtm(header.service_start, opts.now) if header.service_start else None,
         service_stop_time=_dtm(header.service_end, opts.now) if header.service_end else None,
+        source_patient_id=patient_id,
         source_patient_info=tuple(info),
         legal_authenticator=_xcn(header.legal_authenticator),
     )

@@ -15,6 +15,13 @@ from mssante.services.ports import AcceptedRecipient, IncomingMessage, Role
 __all__ = ["AcceptedRecipient", "IncomingMessage", "Role", "SmtpBackend", "TokenLogin"]
 
 
+class LoginOutcomeLike(Protocol):
+    @property
+    def principal(self) -> Principal | None: ...
+    @property
+    def locked(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class TokenLogin:
     """The outcome of a bearer-token login (XOAUTH2, OAUTHBEARER)."""
@@ -27,6 +34,11 @@ class TokenLogin:
 
 class SmtpBackend(Protocol):
     hostname: str
+
+    async def authenticate_password(
+        self, login: str, password: str, peer: str, mechanism: str = "PLAIN/LOGIN"
+    ) -> LoginOutcomeLike:
+        """Throttled password (+TOTP) check; `outcome.locked` when a lock refused it."""
 
     async def authenticate(self, login: str, password: str, peer: str) -> Principal | None:
         """Password check (PLAIN, LOGIN); traces the attempt, never the secret."""

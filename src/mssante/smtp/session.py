@@ -396,11 +396,14 @@ class SmtpSession(SMTP):
         obj = self._ssl_object()
         return obj.getpeercert(binary_form=True) if obj is not None else None
 
-    async def _password_login(self, login: str, password: str) -> Principal | None:
-        principal = await self.backend.authenticate(login, password, self.peer)
-        if principal is None:
-            await self._error(R.AUTH_FAILED)
-        return principal
+    async def _password_login(self, login: str, password: str, mechanism: str) -> Principal | None:
+        outcome = await self.backend.authenticate_password(
+            login, password, self.peer, mechanism=f"smtp-{mechanism}"
+        )
+        if outcome.principal is None:
+            # A temporary lock (growing delays, then a lock: issue 3 §7) is 454, not 535.
+            await self._error(R.AUTH_TEMPORARY if outcome.locked else R.AUTH_FAILED)
+        return outcome.principal
 
     async def _auth_plain(self, mechanism: str, blob: bytes) -> Principal | None:
         try:
@@ -411,14 +414,14 @@ class SmtpSession(SMTP):
         if authzid and authzid != login:  # no proxy authorisation
             await self._error(R.AUTH_FAILED)
             return None
-        return await self._password_login(login, password)
+        return await self._password_login(login, password, "PLAIN")
 
     async def _auth_login(self, mechanism: str, blob: bytes) -> Principal | None:
         password = await self._challenge(b"Password:")
         if password is None:
             return None
         return await self._password_login(
-            blob.decode("utf-8", "replace"), password.decode("utf-8", "replace")
+            blob.decode("utf-8", "replace"), password.decode("utf-8", "replace"), "LOGIN"
         )
 
     async def _auth_bearer(self, mechanism: str, blob: bytes) -> Principal | None:
