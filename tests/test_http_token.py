@@ -112,7 +112,10 @@ async def api(services: Services, caplog: pytest.LogCaptureFixture) -> AsyncIter
 
 
 def _assert_nothing_leaked(api: Api, caplog: pytest.LogCaptureFixture) -> None:
-    logged = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    # At teardown caplog.records holds only the teardown phase: read every phase.
+    records = [r for phase in ("setup", "call") for r in caplog.get_records(phase)]
+    records += caplog.records
+    logged = caplog.text + "\n".join(r.getMessage() for r in records)
     with api.services.db.read() as conn:
         rows = conn.execute(select(trace_events)).all()
     traced = "\n".join(" ".join(str(v) for v in row) for row in rows)

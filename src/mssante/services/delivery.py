@@ -329,14 +329,8 @@ class DeliveryService:
                 if report is not None:
                     self.send_generated(conn, report[0], report[1], "mdn", envelope_id)
         except Exception:  # indexing must never lose the message
-            error_id = secrets.token_hex(6)
-            log.warning(
-                "document indexing failed for %s (envelope %s) [error %s]",
-                address,
-                envelope_id,
-                error_id,
-                exc_info=True,
-            )
+            error = secrets.token_hex(6)
+            log.warning("document indexing failed for %s [error %s]", address, error, exc_info=True)
 
     @staticmethod
     def _lock_folders(conn: Connection, addresses: Sequence[str]) -> None:

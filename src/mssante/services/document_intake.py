@@ -157,7 +157,7 @@ def _check_cda(
         root = parse_cda(content)
         header = extract_header(root)
     except CdaError as exc:
-        return _with(doc, None, [Problem("cda-refused", str(exc), where)]), []
+        return replace(doc, problems=(Problem("cda-refused", str(exc), where),)), []
     patient = header.patient
     if patient is None or not patient.ins:
         problems.append(Problem("cda-no-ins", "no INS in recordTarget/patientRole", where))
@@ -181,13 +181,7 @@ def _check_cda(
                 target.append(Problem("cda-schematron", f"{issue.rule_id}: {issue.message}", where))
         except (SchematronError, OSError) as exc:
             warnings.append(Problem("validation-unavailable", str(exc), where))
-    return _with(doc, header, problems), warnings
-
-
-def _with(
-    doc: ReceivedDocument, header: CdaHeader | None, found: list[Problem]
-) -> ReceivedDocument:
-    return replace(doc, header=header, problems=tuple(found))
+    return replace(doc, header=header, problems=tuple(problems)), warnings
 
 
 def _header_anomalies(msg: Message, docs: list[ReceivedDocument]) -> list[Anomaly]:
