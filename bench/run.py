@@ -17,6 +17,8 @@ and the load generator in this one:
 
 Writes bench/results/smtp.json. `--quick` for a short run, `--engine postgresql` to run the
 operators on a throwaway PostgreSQL server. Exit status 0 unless mssante itself fails.
+`--part` picks what runs: by default (`all`) the documents part, this SMTP part, then the
+IMAP part (`imap_bench.py`, mssante vs Dovecot, writes bench/results/imap.json).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from mssante.tls import client_context
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import imap_bench
 from operators import ALPHA, BETA, PASSWORD, BenchOperators, free_port
 from postfix import (
     HOSTNAME as POSTFIX_HOSTNAME,
@@ -618,10 +621,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS / "smtp.json")
     parser.add_argument(
         "--part",
-        choices=("all", "smtp", "documents"),
+        choices=("all", "smtp", "documents", "imap"),
         default="all",
-        help="smtp (this file), documents (documents_bench.py: XDM/CDA), or both",
+        help="smtp (this file), documents (documents_bench.py: XDM/CDA), imap "
+        "(imap_bench.py: mssante vs Dovecot), or all of them",
     )
+    imap_bench.add_arguments(parser)
     parser.add_argument("--workdir", type=Path, default=None, help="where temporary data goes")
     args = parser.parse_args(argv)
     if args.duration is None:
@@ -738,12 +743,17 @@ def main(argv: list[str] | None = None) -> int:
         documents_bench.main(["--seconds", "1" if args.quick else "3"])
         if args.part == "documents":
             return 0
+    if args.part == "imap":
+        imap_bench.run_part(args, console)
+        return 0
     report = asyncio.run(run(args))
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print_tables(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     console.print(f"written to {args.output}")
+    if args.part == "all":
+        imap_bench.run_part(args, console)
     return 0
 
 

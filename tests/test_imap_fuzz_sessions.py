@@ -55,9 +55,9 @@ STEP_TIMEOUT = 20.0  # seconds for one step to be answered (rate limiting sleeps
 MAX_FOLDERS = 20
 
 RESPONSE = re.compile(
-    rb"^(?:\* \S|\+(?: |$)|[\x21-\x7e]+ (?:OK|NO|BAD)(?: |$))", re.DOTALL
-)  # first line of a response
-TAGGED = re.compile(rb"^([\x21-\x7e]+) (OK|NO|BAD)(?: |$)")
+    rb"^(?:\* \S|\+[ \r]|[\x21-\x7e]+ (?:OK|NO|BAD)[ \r])"
+)  # first line of a response (with its CRLF)
+TAGGED = re.compile(rb"^([\x21-\x7e]+) (OK|NO|BAD)[ \r]")
 LITERAL_AT_END = re.compile(rb"~?\{(\d+)\}\r\n$")
 PENDING_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n")
 
