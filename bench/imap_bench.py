@@ -1079,6 +1079,10 @@ def run_part(args: argparse.Namespace, console: Any) -> dict[str, Any]:
         mss = MssanteServer(workdir / "mssante", url, users)
         try:
             report["results"]["mssante"] = run_server("mssante", mss, plan, log)
+        except BaseException:
+            tail = mss.log_file.read_text(errors="replace")[-4000:]
+            console.print(f"[red]mssante failed[/red]; end of its log:\n{tail}", markup=False)
+            raise
         finally:
             mss.stop()
         if args.no_dovecot:

@@ -26,6 +26,7 @@ import logging
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -685,3 +686,31 @@ async def test_serverbug_has_an_error_id_and_the_connection_goes_on(
         assert any(error_id in r.getMessage() for r in caplog.records), error_id
     assert after == before  # the rejected FETCH set no \Seen
     await asyncio.to_thread(still_serves, fz)
+
+
+async def test_parallel_appends_of_the_same_message_all_succeed(fuzzed: Fuzzed) -> None:
+    """The same octets appended by several sessions at once share one blob row (a race
+    that gave NO [SERVERBUG] on PostgreSQL: unique violation on blobs.digest)."""
+    fz = fuzzed
+    data = make_message(ORG, [LEA], subject="envoye partout", body="meme contenu 91c2\n")
+    barrier = threading.Barrier(6)
+
+    def one(i: int) -> bytes:
+        wire = open_session(fz)
+        try:
+            barrier.wait(timeout=STEP_TIMEOUT)
+            wire.send(b"p%d APPEND INBOX {%d+}\r\n" % (i, len(data)) + data + b"\r\n")
+            deadline = time.monotonic() + STEP_TIMEOUT
+            while True:
+                r = wire.response(deadline)
+                if r.startswith(b"p%d " % i):
+                    return r
+        finally:
+            wire.close()
+
+    answers = await asyncio.gather(*(asyncio.to_thread(one, i) for i in range(6)))
+    assert all(a.split(b" ")[1] == b"OK" for a in answers), answers
+    inbox = await asyncio.to_thread(fz.store.resolve, fz.principal, "INBOX")
+    metas = await asyncio.to_thread(fz.store.messages, fz.principal, inbox)
+    assert len({m.blob_digest for m in metas if m.size == len(data)}) == 1
+    assert sum(1 for m in metas if m.size == len(data)) == 6

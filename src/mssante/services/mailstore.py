@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mssante.domain.errors import AlreadyExists, NotAMember, NotFound, RuleViolation
 from mssante.domain.mailboxes import MailboxStatus, MailboxType
@@ -358,10 +360,14 @@ class MailStore:
 
     @staticmethod
     def _ensure_blob(conn: Connection, digest: str, size: int, key_id: str) -> None:
-        if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
-            conn.execute(
-                insert(blobs).values(digest=digest, size=size, key_id=key_id, created_at=utcnow())
-            )
+        # Two APPENDs of the same octets in parallel both find no row: without ON CONFLICT
+        # the second one failed on PostgreSQL (unique violation on blobs.digest).
+        ins = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(blobs)
+        conn.execute(
+            ins.values(
+                digest=digest, size=size, key_id=key_id, created_at=utcnow()
+            ).on_conflict_do_nothing()
+        )
 
     def copy(
         self, principal: Principal, source: Folder, uids: Sequence[int], target: Folder
