@@ -17,6 +17,8 @@ from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mssante.domain.errors import (
     NotAMember,
@@ -47,8 +49,6 @@ from mssante.storage.schema import blobs, deliveries, envelopes, folders, mailbo
 _INSERT_ENVELOPE = insert(envelopes)
 _INSERT_DELIVERY = insert(deliveries)
 _INSERT_MESSAGE = insert(messages)
-_INSERT_BLOB = insert(blobs)
-_BLOB_EXISTS = select(blobs.c.digest).where(blobs.c.digest == bindparam("b_digest"))
 _MAILBOX_STATUS = select(mailboxes.c.id, mailboxes.c.status).where(
     mailboxes.c.address == bindparam("b_address")
 )
@@ -353,11 +353,13 @@ class DeliveryService:
 
     @staticmethod
     def _blob_row(conn: Connection, digest: str, size: int, key_id: str) -> None:
-        if conn.execute(_BLOB_EXISTS, {"b_digest": digest}).first() is None:
-            conn.execute(
-                _INSERT_BLOB,
-                {"digest": digest, "size": size, "key_id": key_id, "created_at": utcnow()},
-            )
+        # Two acceptances of identical octets may run at once: ON CONFLICT, not check-then-insert.
+        ins = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(blobs)
+        conn.execute(
+            ins.values(
+                digest=digest, size=size, key_id=key_id, created_at=utcnow()
+            ).on_conflict_do_nothing()
+        )
 
     @staticmethod
     def append_to_folder(
