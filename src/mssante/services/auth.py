@@ -57,8 +57,6 @@ from datetime import datetime, timedelta
 
 import pyotp
 from sqlalchemy import Connection, Row, delete, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mssante.domain.errors import AlreadyExists, NotFound, RuleViolation
 from mssante.domain.mailboxes import MailboxStatus, MailboxType, normalise_address
@@ -67,6 +65,7 @@ from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.passwords import hash_password, verify_password
 from mssante.storage.database import Database, as_utc, utcnow
 from mssante.storage.schema import auth_throttle, mailbox_members, mailboxes, users
+from mssante.storage.upsert import dialect_insert
 
 log = logging.getLogger("mssante.auth")
 
@@ -443,7 +442,7 @@ class AuthService:
 
         Returns the new state and whether this failure set a new lock.
         """
-        ins = (sqlite_insert if self.db.is_sqlite else pg_insert)(auth_throttle)
+        ins = dialect_insert(conn, auth_throttle)
         conn.execute(ins.values(key=key, failures=0).on_conflict_do_nothing())
         state = self._state(conn, key, for_update=True)
         assert state is not None

@@ -17,8 +17,6 @@ from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mssante.domain.errors import (
     NotAMember,
@@ -43,7 +41,8 @@ from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.ports import AcceptedRecipient, BlobStore, IncomingMessage, Role
 from mssante.services.trust import TrustListService
 from mssante.storage.database import Database, utcnow
-from mssante.storage.schema import blobs, deliveries, envelopes, folders, mailboxes, messages
+from mssante.storage.schema import deliveries, envelopes, folders, mailboxes, messages
+from mssante.storage.upsert import record_blob
 
 # Statements built once: SQLAlchemy then reuses their compiled form on every message.
 _INSERT_ENVELOPE = insert(envelopes)
@@ -171,7 +170,7 @@ class DeliveryService:
         with self.db.write() as conn:
             own = [msg.mail_from] if msg.role is Role.SUBMISSION else []
             self._lock_folders(conn, own + [r.address for r in msg.recipients if r.local])
-            self._blob_row(conn, ref.digest, ref.size, ref.key_id)
+            record_blob(conn, ref.digest, ref.size, ref.key_id)
             envelope_id = conn.execute(
                 _INSERT_ENVELOPE,
                 {
@@ -352,16 +351,6 @@ class DeliveryService:
         ).all()
 
     @staticmethod
-    def _blob_row(conn: Connection, digest: str, size: int, key_id: str) -> None:
-        # Two acceptances of identical octets may run at once: ON CONFLICT, not check-then-insert.
-        ins = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(blobs)
-        conn.execute(
-            ins.values(
-                digest=digest, size=size, key_id=key_id, created_at=utcnow()
-            ).on_conflict_do_nothing()
-        )
-
-    @staticmethod
     def append_to_folder(
         conn: Connection,
         mailbox_id: int,
@@ -419,7 +408,7 @@ class DeliveryService:
             )
             return False
         ref = self.blobs.put(data)
-        self._blob_row(conn, ref.digest, ref.size, ref.key_id)
+        record_blob(conn, ref.digest, ref.size, ref.key_id)
         generated_id = message_id_of(data)
         generated = conn.execute(
             insert(envelopes).values(
@@ -467,7 +456,7 @@ class DeliveryService:
             message_id_domain=self.settings.primary_domain,
         )
         ref = self.blobs.put(data)
-        self._blob_row(conn, ref.digest, ref.size, ref.key_id)
+        record_blob(conn, ref.digest, ref.size, ref.key_id)
         queue_id = secrets.token_hex(8)
         dsn_message_id = message_id_of(data)
         dsn_envelope = conn.execute(

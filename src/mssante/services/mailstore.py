@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mssante.domain.errors import AlreadyExists, NotAMember, NotFound, RuleViolation
 from mssante.domain.mailboxes import MailboxStatus, MailboxType
@@ -27,7 +25,6 @@ from mssante.services.mailboxes import Principal
 from mssante.services.ports import BlobStore
 from mssante.storage.database import Database, as_utc, utcnow
 from mssante.storage.schema import (
-    blobs,
     expunged,
     folders,
     mailbox_members,
@@ -37,6 +34,7 @@ from mssante.storage.schema import (
     user_seen,
     users,
 )
+from mssante.storage.upsert import record_blob
 
 SHARED_PREFIX = "Partages"
 DELIMITER = "/"
@@ -316,7 +314,7 @@ class MailStore:
         ref = self.blobs.put(data)
         with self.db.write() as conn:
             self._require(conn, principal, folder)
-            self._ensure_blob(conn, ref.digest, ref.size, ref.key_id)
+            record_blob(conn, ref.digest, ref.size, ref.key_id)
             # Stored in UTC: SQLite keeps no zone, and the instant is what IMAP needs.
             when = internal_date.astimezone(UTC) if internal_date else utcnow()
             return self._insert(
@@ -357,17 +355,6 @@ class MailStore:
             )
         self.bus.touched(conn, folder.id)
         return uid
-
-    @staticmethod
-    def _ensure_blob(conn: Connection, digest: str, size: int, key_id: str) -> None:
-        # Two APPENDs of the same octets in parallel both find no row: without ON CONFLICT
-        # the second one failed on PostgreSQL (unique violation on blobs.digest).
-        ins = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(blobs)
-        conn.execute(
-            ins.values(
-                digest=digest, size=size, key_id=key_id, created_at=utcnow()
-            ).on_conflict_do_nothing()
-        )
 
     def copy(
         self, principal: Principal, source: Folder, uids: Sequence[int], target: Folder
