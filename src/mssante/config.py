@@ -343,6 +343,14 @@ class IdentitySection(_Section):
         return self
 
 
+class DirectorySection(_Section):
+    """The copy of the national directory, its search and the publication of our BALs."""
+
+
+class ApiSection(_Section):
+    """The integration API for software: limits, idempotency, webhooks (issue 7)."""
+
+
 class Config(_Section):
     """The whole configuration of one operator."""
 
@@ -356,6 +364,8 @@ class Config(_Section):
     trust_list: TrustListSection = TrustListSection()
     imap: IMAPSection = IMAPSection()
     http: HTTPSection = HTTPSection()
+    directory: DirectorySection = DirectorySection()
+    api: ApiSection = ApiSection()
     identity: IdentitySection = IdentitySection()
     auth: AuthSection = AuthSection()
     logging: LoggingSection = LoggingSection()

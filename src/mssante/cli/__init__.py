@@ -5,7 +5,15 @@ variable. Domain errors are printed as one clear line and exit with status 1; us
 configuration errors exit with status 2.
 """
 
-from mssante.cli import admin, documents, machines, operator, users  # noqa: F401 - they register their commands
+from mssante.cli import (  # noqa: F401 - they register their commands
+    admin,
+    annuaire,
+    documents,
+    machines,
+    operator,
+    send,
+    users,
+)
 from mssante.cli.common import main, setup_logging
 
 __all__ = ["main", "setup_logging"]

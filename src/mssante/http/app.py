@@ -284,6 +284,14 @@ def create_app(services: HttpServices, *, token_validator: TokenValidator | None
 
     app.include_router(web_auth_router(services))  # PSC web login and sessions (R61)
 
+    from mssante.http.api import api_router
+    from mssante.http.directory_routes import directory_router
+    from mssante.http.fhir import fhir_router
+
+    app.include_router(api_router(services, token_validator))  # messages, webhooks (issue 7)
+    app.include_router(directory_router(services, token_validator))  # search, suggest (issue 5)
+    app.include_router(fhir_router(services))  # FHIR R4 directory API (SPEC §4.1)
+
     @app.post("/oauth/token", tags=["oauth"], summary="Client credentials grant (RFC 6749 §4.4)")
     async def token(request: Request) -> Response:
         try:

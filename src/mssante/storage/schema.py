@@ -326,3 +326,6 @@ documents = Table(
     Column("problems", Text, nullable=False, default="[]"),  # JSON list of {code, message, where}
     Column("indexed_at", UTC_DATETIME, nullable=False),
 )
+
+# Tables of later features live in their own modules, registered on the same metadata.
+from mssante.storage import schema_api, schema_directory  # noqa: E402,F401
