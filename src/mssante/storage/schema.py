@@ -328,4 +328,9 @@ documents = Table(
 )
 
 # Tables of later features live in their own modules, registered on the same metadata.
-from mssante.storage import schema_api, schema_directory  # noqa: E402,F401
+from mssante.storage import (  # noqa: E402,F401
+    schema_api,
+    schema_directory,
+    schema_publication,
+    schema_webhooks,
+)

@@ -1,4 +1,4 @@
-"""http api idempotency status webhooks
+"""http api: idempotency keys
 
 Revision ID: 0007
 Revises: 0006
