@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mssante.config import load_config
@@ -251,6 +253,42 @@ def test_auth_without_starttls_gets_530(demo: Demo) -> None:
         conn.write(b"AUTH PLAIN " + base64.b64encode(token) + b"\r\n")
         conn.flush()
         assert conn.readline().startswith(b"530 5.7.0")
+
+
+# -- the national directory (issue 5 item 4) -----------------------------------------------
+
+
+def test_a_professional_finds_the_other_operators_bal_without_accents(demo: Demo) -> None:
+    """Operator B's BALs were published to the demo national directory (FHIR PATCH), and
+    operator A's copy was refreshed from its extraction: "lefevre" finds Dr Hélène Lefèvre."""
+    state = demo.state
+    ctx = ssl.create_default_context(cafile=state["ca_file"])
+    assert state["directory"]["fhir"].startswith("https://127.0.0.1:")
+    assert all(op["http"].startswith("https://127.0.0.1:") for op in state["operators"])
+    assert f"Annuaire national de démonstration : {state['directory']['fhir']}" in demo.output()
+    other = next(a["address"] for a in demo.operator(1)["accounts"] if a["type"] == "PER")
+    bundle = httpx.get(
+        state["directory"]["fhir"] + "/Practitioner",
+        params={"family": "lefevre"},
+        verify=ctx,
+        timeout=10,
+    ).json()
+    found = [cp["value"] for e in bundle["entry"] for cp in e["resource"].get("telecom", [])]
+    assert other in found
+    # The suggest endpoint of operator A, with a PSC token of one of its professionals.
+    per = _per_account(demo)
+    token = httpx.get(
+        state["identity"]["token_url"], params={"id_nat_ps": per["id_nat_ps"]}, timeout=10
+    ).json()["access_token"]
+    answer = httpx.get(
+        demo.operator(0)["http"] + "/annuaire/suggest",
+        params={"q": "lefevre"},
+        headers={"Authorization": f"Bearer {token}"},
+        verify=ctx,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert other in [item["address"] for item in answer.json()]
 
 
 # -- last: Ctrl-C --------------------------------------------------------------------------

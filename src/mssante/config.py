@@ -346,9 +346,103 @@ class IdentitySection(_Section):
 class DirectorySection(_Section):
     """The copy of the national directory, its search and the publication of our BALs."""
 
+    # FHIR read API /fhir/v2 (SPEC §4.1): open unless keys are listed (ESANTE-API-KEY).
+    fhir_api_keys: list[str] = Field(
+        default_factory=list, repr=False, description="Accepted ESANTE-API-KEY values."
+    )
+
+    # Publication of our BALs (SPEC §4.2, R48): empty publish_url means not published.
+    publish_url: str = Field(
+        default="",
+        description="FHIR base URL of the national directory's BAL PATCH endpoint.",
+    )
+    publish_api_key: str = Field(default="", repr=False, description="ESANTE-API-KEY header.")
+    publish_ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) for the publication endpoint's TLS."
+    )
+
+    # Import of the extractions (issue 5, SPEC §4.3): limits that refuse a suspicious file.
+    import_max_rejected: int = Field(
+        default=100,
+        ge=0,
+        description="Bad rows always tolerated in an import (each is reported and skipped).",
+    )
+    import_max_rejected_ratio: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of bad rows above which (and above import_max_rejected) the "
+        "file is refused.",
+    )
+    import_max_removed_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Share of the rows in force an import may remove without --force.",
+    )
+
+    @field_validator("publish_url")
+    @classmethod
+    def _publish_base_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value, re.ASCII):
+            raise ValueError(
+                "expected a base URL such as https://gateway.api.esante.gouv.fr/fhir/v2"
+            )
+        return value.rstrip("/")
+
 
 class ApiSection(_Section):
     """The integration API for software: limits, idempotency, webhooks (issue 7)."""
+
+    # -- messages (send, R28/R29) --
+    max_request_bytes: int = Field(
+        default=70 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of a send (JSON with base64 contents, or the "
+        "multipart upload as a whole); larger ones get 413 while still streaming.",
+    )
+    max_message_size_per: int = Field(default=0, ge=0, description="0: smtp.submission's.")
+    max_message_size_org: int = Field(default=0, ge=0, description="0: smtp.submission's.")
+    max_message_size_app: int = Field(default=0, ge=0, description="0: smtp.submission's.")
+    max_message_size_cab: int = Field(default=0, ge=0, description="0: smtp.submission's.")
+    patient_max_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        description="R29: largest message towards @patient.mssante.fr (25 MiB).",
+    )
+    idempotency_ttl: Duration = 24 * 3600
+    default_nil: str = Field(
+        default="mssante-api",
+        min_length=1,
+        max_length=200,
+        description="X-MSS-NIL of document messages whose request names none.",
+    )
+    legal_recipients_policy: Literal["inform", "warn", "require"] = "inform"
+    # -- webhooks (item 5) --
+    allow_http_webhooks: bool = Field(
+        default=False,
+        description="Accept http:// webhook URLs to any host (demo only); loopback always.",
+    )
+    webhook_retry_initial: float = Field(default=10.0, gt=0, le=86400)
+    webhook_retry_max: float = Field(default=3600.0, gt=0, le=86400)
+    webhook_give_up_after: Duration = 24 * 3600
+    webhook_timeout: float = Field(default=10.0, gt=0, le=300)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    webhook_poll_interval: float = Field(default=5.0, gt=0, le=3600)
+    webhook_ca_file: Path | None = Field(
+        default=None, description="CA bundle to verify subscribers' https certificates."
+    )
+
+    @field_validator("webhook_give_up_after", mode="before")
+    @classmethod
+    def _webhook_dur(cls, value: object) -> int:
+        return parse_duration(value)
+
+    @field_validator("idempotency_ttl", mode="before")
+    @classmethod
+    def _dur(cls, value: object) -> int:
+        return parse_duration(value)
 
 
 class Config(_Section):
@@ -419,6 +513,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     for key in ("file", "checksum_file"):
         fix(trust, key)
     fix(data.get("logging"), "file")
+    fix(data.get("directory"), "publish_ca_file")
+    fix(data.get("api"), "webhook_ca_file")
 
 
 def validate_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:

@@ -22,10 +22,11 @@ from typing import Any
 import aiosmtplib
 import click
 
-from mssante import demo_documents
+from mssante import demo_directory, demo_documents, demo_dui
 from mssante.domain.identifiers import luhn_check_digit
 from mssante.domain.mailboxes import MailboxType
 from mssante.identity.demo_provider import DemoProfessional, DemoProvider
+from mssante.pki import DemoCA
 from mssante.services.passwords import generate_password
 from mssante.testing.clients import make_message, seed_structure_mailbox
 from mssante.testing.trust_space import LocalTrustSpace, OperatorSpec
@@ -133,6 +134,15 @@ ACTORS: tuple[Actor, ...] = (
         MailboxType.ORG,
         "PCPE de démonstration",
         structure=(_finess("13000007"), "PCPE de démonstration"),
+    ),
+    # The EHPAD's coordinating physician: found from the hospital by typing "lefevre".
+    Actor(
+        "helene.lefevre",
+        EHPAD,
+        MailboxType.PER,
+        "Dr Hélène Lefèvre, médecin coordonnateur",
+        rpps=_rpps("1000000004"),
+        profession="Médecin",
     ),
 )
 
@@ -387,6 +397,8 @@ def _summary(state: dict[str, Any]) -> str:
                 f"    {acc['type']}  {acc['address']:<45} mot de passe : {acc['password']}"
             )
         lines.append("")
+    if "directory" in state:
+        lines += [demo_directory.summary_line(state), ""]
     lines.append("Flux envoyés :")
     for flow in state["flows"]:
         lines.append(f"  {flow['flow']} : {flow['status']}")
@@ -423,7 +435,9 @@ def _summary(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -> None:
+async def run_demo(
+    data_dir: Path, state_file: Path | None, send: bool = True, dui: bool = False
+) -> None:
     specs = [
         OperatorSpec(HOSPITAL, "Opérateur Hôpital Démo", CH[0], "Paris (75)"),
         OperatorSpec(EHPAD, "Opérateur EHPAD Démo", EHPAD_T[0], "Bouches-du-Rhône (13)"),
@@ -437,13 +451,24 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
         {DEMO_CLIENT: (DEMO_CLIENT_SECRET, ["http://127.0.0.1/"])},
     )
     await provider.start(allow_demo=True)
+    # The national directory first: the operators publish their BALs to it (issue 5).
+    ca = DemoCA.create("mssante demo CA (not IGC-Sante)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ca.write_cert(data_dir / "ca.pem")
+    national = await demo_directory.start_national(data_dir, ca, ACTORS)
     space = LocalTrustSpace.create(
-        data_dir, specs, identity=provider.settings_for(DEMO_CLIENT, DEMO_CLIENT_SECRET)
+        data_dir,
+        specs,
+        identity=provider.settings_for(DEMO_CLIENT, DEMO_CLIENT_SECRET),
+        ca=ca,
+        directory=demo_directory.operator_keys(national, data_dir / "ca.pem"),
     )
     try:
         await space.start()
         _pin_ports(space)
         passwords = await asyncio.to_thread(_seed, space)
+        api_clients = await asyncio.to_thread(demo_dui.create_api_clients, space)
+        await demo_directory.publish_and_refresh(space, national)
         flows = await _send_flows(space, passwords) if send else []
         await _wait_delivered(space, flows, timeout=20)
         for flow in flows:  # the receiving side reads the packages back (issue 6)
@@ -452,6 +477,8 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
                     demo_documents.received_documents, space, flow
                 )
         state = _state(space, passwords, flows)
+        demo_directory.add_to_state(state, national)
+        demo_dui.add_to_state(state, api_clients)
         state["identity"] = {
             "issuer": provider.require_issuer(),
             "token_url": f"{provider.require_issuer()}/demo/token",
@@ -462,7 +489,13 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
             tmp = state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False), encoding="utf-8")
             tmp.replace(state_file)
+        if dui and state_file is None:  # the example reads the state file
+            state_file = data_dir / "demo-state.json"
+            state_file.write_text(json.dumps(state, indent=2, ensure_ascii=False), "utf-8")
         print(_summary(state), flush=True)
+        print("\n".join(demo_dui.summary_lines(state, state_file)), flush=True)
+        if dui and state_file is not None:
+            await demo_dui.run_example(state_file)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -471,10 +504,13 @@ async def run_demo(data_dir: Path, state_file: Path | None, send: bool = True) -
         print("Arrêt de la démonstration…", flush=True)
     finally:
         await space.stop()
+        await national.stop()
         await provider.stop()
 
 
-def start_demo(state_file: Path | None, data_dir: Path | None, no_flows: bool) -> None:
+def start_demo(
+    state_file: Path | None, data_dir: Path | None, no_flows: bool, dui: bool = False
+) -> None:
     """`mssante demo`: start, print the summary, run until Ctrl-C."""
     from mssante.cli import setup_logging
 
@@ -485,6 +521,9 @@ def start_demo(state_file: Path | None, data_dir: Path | None, no_flows: bool) -
         raise click.UsageError(f"{data_dir} is not empty; give a new or empty directory")
     asyncio.run(
         run_demo(
-            data_dir.resolve(), state_file.resolve() if state_file else None, send=not no_flows
+            data_dir.resolve(),
+            state_file.resolve() if state_file else None,
+            send=not no_flows,
+            dui=dui,
         )
     )

@@ -25,6 +25,13 @@ from mssante.services import traces
 from mssante.services.auth import AuthPolicy, AuthService, LoginOutcome
 from mssante.services.changes import ChangeBus
 from mssante.services.delivery import DeliveryService, DeliverySettings
+from mssante.services.directory import DirectoryService, DirectorySettings
+from mssante.services.directory_publication import (
+    PublicationService,
+    PublicationSettings,
+    PublicationWorker,
+)
+from mssante.services.directory_search import DirectorySearch
 from mssante.services.machine_credentials import MachineCredentialService
 from mssante.services.mailboxes import MailboxService, Principal
 from mssante.services.mailstore import MailStore
@@ -34,6 +41,7 @@ from mssante.services.store import MessageStore
 from mssante.services.token_signer import TokenSigner
 from mssante.services.trust import TrustListService
 from mssante.services.web_sessions import WebSessionService
+from mssante.services.webhooks import WebhookService, WebhookSettings
 from mssante.smtp.backend import TokenLogin
 from mssante.smtp.relay import RelayWorker
 from mssante.smtp.session import ConnectionLimiter, SmtpSession
@@ -79,6 +87,37 @@ def oidc_settings(config: Config) -> OidcSettings | None:
     )
 
 
+def directory_settings(config: Config) -> DirectorySettings:
+    """Import limits of the national directory (`[directory] import_*`, issue 5)."""
+    section = config.directory
+    return DirectorySettings(
+        import_max_rejected=section.import_max_rejected,
+        import_max_rejected_ratio=section.import_max_rejected_ratio,
+        import_max_removed_ratio=section.import_max_removed_ratio,
+    )
+
+
+def publication_settings(config: Config) -> PublicationSettings:
+    """Publication of our BALs (`[directory] publish_*`, SPEC §4.2)."""
+    section = config.directory
+    return PublicationSettings(
+        publish_url=section.publish_url,
+        api_key=section.publish_api_key,
+        ca_file=section.publish_ca_file,
+    )
+
+
+def webhook_settings(config: Config) -> WebhookSettings:
+    """Webhooks of the integration API (`[api] webhook_*`, issue 7)."""
+    section = config.api
+    return WebhookSettings(
+        allow_http=section.allow_http_webhooks,
+        retry_initial=section.webhook_retry_initial,
+        retry_max=section.webhook_retry_max,
+        give_up_after=float(section.webhook_give_up_after),
+    )
+
+
 class Services:
     """The storage and use cases of one operator, without any listener (CLI, tests)."""
 
@@ -92,6 +131,11 @@ class Services:
         self.blobs = FileBlobStore(config.blob_root, keyring)
         self.trust = TrustListService(self.db, domains)
         self.mailboxes = MailboxService(self.db, domains)
+        self.directory = DirectoryService(self.db, directory_settings(config))
+        # R48: our BALs are published to the national directory when publish_url is set.
+        self.publication = PublicationService(self.db, publication_settings(config))
+        if self.publication.settings.enabled:
+            self.mailboxes.directory_hook = self.publication.record
         self.auth = AuthService(
             self.db,
             self.mailboxes,
@@ -132,7 +176,10 @@ class Services:
         # the settings themselves; sessions lock after 2 hours of inactivity.
         self.oidc_settings = settings
         self.public_url = config.http.public_url or None
+        # Set by Operator once the relay runs: API sends and MDNs wake it (thread-safe).
+        self.wake_relay: Any = None
         self.web_sessions = WebSessionService(self.db)
+        self.directory_search = DirectorySearch(self.db)  # issue 5: search, suggest
         self.queue = QueueService(
             self.db,
             self.delivery,
@@ -143,6 +190,8 @@ class Services:
                 retry_max=config.relay.retry_max,
             ),
         )
+        # Issue 7: delivery status and webhooks; secrets sealed under the blob keyring.
+        self.webhooks = WebhookService(self.db, keyring, webhook_settings(config))
 
     def migrate(self) -> None:
         self.db.migrate()
@@ -334,6 +383,10 @@ class Operator:
         self._listen_task: asyncio.Task[None] | None = None
         self._listen_stop = asyncio.Event()
         self._http_server: Any = None
+        self.webhook_worker: Any = None  # mssante.http.webhook_worker.WebhookWorker
+        self._webhook_task: asyncio.Task[None] | None = None
+        self.publication_worker: PublicationWorker | None = None
+        self._publication_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -397,6 +450,7 @@ class Operator:
             await self._start_imap()
         if self.config.http.enabled:
             await self._start_http()
+            self._start_webhooks()
         if self.run_relay:
             relay = self.config.relay
             self.relay = RelayWorker(
@@ -417,7 +471,12 @@ class Operator:
                 timeout=float(relay.connect_timeout),
             )
             self.backend.relay = self.relay
+            relay_worker = self.relay
+            self.services.wake_relay = lambda: loop.call_soon_threadsafe(relay_worker.wake)
             self._relay_task = asyncio.create_task(self.relay.run())
+        if self.services.publication.settings.enabled:
+            self.publication_worker = PublicationWorker(self.services.publication)
+            self._publication_task = asyncio.create_task(self.publication_worker.run())
 
     async def _start_imap(self) -> None:
         from mssante.imap.server import Connection, ImapLimits, ImapListener
@@ -464,6 +523,25 @@ class Operator:
                 self.services.bus.listen_postgresql(self.services.db.url, self._listen_stop)
             )
 
+    def _start_webhooks(self) -> None:
+        from mssante.http.webhook_worker import WebhookWorker
+
+        section = self.config.api
+        self.webhook_worker = WebhookWorker(
+            self.services.webhooks.queue,
+            self.services.bus,
+            concurrency=section.webhook_concurrency,
+            timeout=section.webhook_timeout,
+            poll_interval=section.webhook_poll_interval,
+            ca_file=section.webhook_ca_file,
+        )
+        self._webhook_task = asyncio.create_task(self.webhook_worker.run())
+        if not self.services.db.is_sqlite and self._listen_task is None:
+            # Events committed by other processes wake this worker too (LISTEN/NOTIFY).
+            self._listen_task = asyncio.create_task(
+                self.services.bus.listen_postgresql(self.services.db.url, self._listen_stop)
+            )
+
     async def _start_http(self) -> None:
         from mssante.http.app import create_app
         from mssante.http.server import start_http
@@ -505,6 +583,17 @@ class Operator:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)
         self._servers.clear()
+        if self.webhook_worker is not None:
+            await self.webhook_worker.stop()
+        if self._webhook_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._webhook_task, 5)
+        if self.publication_worker is not None:
+            await self.publication_worker.stop()
+        if self._publication_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._publication_task, 10)
+            self._publication_task = None
         if self.relay is not None:
             await self.relay.stop()
         if self._relay_task is not None:

@@ -279,8 +279,13 @@ def queue_status(ctx: click.Context) -> None:
     help="Keep the demo's data here (default: a temporary directory).",
 )
 @click.option("--no-flows", is_flag=True, help="Do not send the six sample messages.")
-def demo(state_file: Path | None, data_dir: Path | None, no_flows: bool) -> None:
+@click.option(
+    "--dui",
+    is_flag=True,
+    help="Then run examples/ehpad_dui.py: a DUI sends a DLU through the HTTP API (issue 7).",
+)
+def demo(state_file: Path | None, data_dir: Path | None, no_flows: bool, dui: bool) -> None:
     """Start a local MSSanté trust space with two operators and sample users."""
     from mssante.demo import start_demo  # imported here: the other commands start faster
 
-    start_demo(state_file, data_dir, no_flows)
+    start_demo(state_file, data_dir, no_flows, dui=dui)

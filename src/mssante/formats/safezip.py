@@ -49,6 +49,7 @@ __all__ = [
     "Reason",
     "UnsafeArchive",
     "ZipLimits",
+    "check_entries",
     "check_member_name",
     "is_archive",
     "read_zip",
@@ -218,6 +219,27 @@ def _check_duplicates(infos: list[zipfile.ZipInfo]) -> None:
                 raise _refuse(
                     Reason.DUPLICATE_NAME, f"{files[folder]!r} is both a file and a folder", name
                 )
+
+
+def check_entries(infos: list[zipfile.ZipInfo], limits: ZipLimits = DEFAULT_LIMITS) -> None:
+    """Steps 2 and 3 of ``read_zip`` on a central directory, for readers that stream members.
+
+    Names, entry types, encryption, compression, declared sizes and ratios, duplicates: raises
+    ``UnsafeArchive`` on the first problem. A streaming reader relies on ``zipfile`` stopping
+    at the declared size and checking the CRC at the end of the member.
+    """
+
+    if len(infos) > limits.max_members:
+        raise _refuse(Reason.TOO_MANY_MEMBERS, f"{len(infos)} members (limit {limits.max_members})")
+    for info in infos:
+        _check_entry(info, limits)
+    _check_duplicates(infos)
+    declared_total = sum(i.file_size for i in infos)
+    if declared_total > limits.max_total_size:
+        raise _refuse(
+            Reason.TOTAL_TOO_LARGE,
+            f"members declare {declared_total} bytes (limit {limits.max_total_size})",
+        )
 
 
 def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits) -> bytes:

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -39,6 +40,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mssante import __version__
 from mssante.domain.errors import AuthenticationFailed, NotFound
 from mssante.domain.mailboxes import MailboxStatus
+from mssante.http.api.models import problem_responses
+from mssante.http.api.openapi import setup_openapi
+from mssante.http.api.problems import ApiProblem, problem_handler
 from mssante.identity import InvalidToken, TokenValidator, token_hash
 from mssante.services.machine_credentials import InvalidScope, MachineCredentialService
 from mssante.services.mailboxes import MailboxService
@@ -82,6 +86,22 @@ class HttpServices(Protocol):
 
 
 # -- answers ------------------------------------------------------------------------------
+
+_OAUTH_ERROR: dict[str, Any] = {
+    "description": "RFC 6749 §5.2 error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "error_description": {"type": "string"},
+                },
+            }
+        }
+    },
+}
 
 
 def problem(
@@ -256,6 +276,20 @@ class CatchAll:
 # -- the application ----------------------------------------------------------------------
 
 
+def _allowed(app: FastAPI, request: Request) -> str:
+    """The methods of every operation whose path template matches (Starlette names only the
+    first route's), read from the OpenAPI document the app publishes."""
+    methods: set[str] = set()
+    for template, item in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
+    return ", ".join(sorted(methods))
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
 def create_app(services: HttpServices, *, token_validator: TokenValidator | None = None) -> FastAPI:
     """The HTTP API of one operator. ``token_validator`` enables PSC tokens on the API."""
     credentials = services.machine_credentials
@@ -265,20 +299,28 @@ def create_app(services: HttpServices, *, token_validator: TokenValidator | None
         version=__version__,
         docs_url=None,  # the interactive pages load scripts from a CDN
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url="/api/openapi.json",  # and /openapi.json, an alias (setup_openapi)
     )
     app.add_middleware(CatchAll)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = _DETAILS.get(exc.status_code, _TITLES.get(exc.status_code, "Erreur."))
-        return problem(exc.status_code, detail, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110 §15.5.6: every method of every route here
+            headers["Allow"] = _allowed(app, request) or headers.get("Allow", "")
+        return problem(exc.status_code, detail, headers=headers)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
-        return problem(400, "Les paramètres de la requête sont invalides.")
+        detail = "Les paramètres de la requête sont invalides."
+        if request.url.path.startswith("/api/"):  # the integration API's problem types
+            return ApiProblem(400, "invalid-request", detail).response(request.url.path)
+        return problem(400, detail)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ApiProblem, problem_handler)  # issue 7: RFC 9457 with type URIs
+    setup_openapi(app)  # /api/openapi.json (3.1), /api/docs
 
     from mssante.http.web_auth import web_auth_router  # here: web_auth imports this module
 
@@ -292,7 +334,12 @@ def create_app(services: HttpServices, *, token_validator: TokenValidator | None
     app.include_router(directory_router(services, token_validator))  # search, suggest (issue 5)
     app.include_router(fhir_router(services))  # FHIR R4 directory API (SPEC §4.1)
 
-    @app.post("/oauth/token", tags=["oauth"], summary="Client credentials grant (RFC 6749 §4.4)")
+    @app.post(
+        "/oauth/token",
+        tags=["oauth"],
+        summary="Client credentials grant (RFC 6749 §4.4)",
+        responses={400: _OAUTH_ERROR, 401: _OAUTH_ERROR},
+    )
     async def token(request: Request) -> Response:
         try:
             form = await _form(request)
@@ -331,7 +378,12 @@ def create_app(services: HttpServices, *, token_validator: TokenValidator | None
             headers={**BASE_HEADERS, "Cache-Control": "public, max-age=300"},
         )
 
-    @app.get("/api/v1/me", tags=["api"], summary="Who the bearer token speaks for")
+    @app.get(
+        "/api/v1/me",
+        tags=["api"],
+        summary="Who the bearer token speaks for",
+        responses=problem_responses(403),
+    )
     async def me(request: Request) -> Response:
         token = _bearer(request)
         if token is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -34,7 +34,7 @@ from mssante.formats.mime import (
     message_id_of,
     received_field,
 )
-from mssante.services import traces
+from mssante.services import delivery_status, traces
 from mssante.services.changes import ChangeBus
 from mssante.services.document_intake import DocumentIndexer, has_xdm_attachment
 from mssante.services.mailboxes import MailboxService, Principal
@@ -144,7 +144,13 @@ class DeliveryService:
 
     # -- acceptance -------------------------------------------------------------------
 
-    def accept(self, msg: IncomingMessage) -> str:
+    def accept(
+        self,
+        msg: IncomingMessage,
+        within: Callable[[Connection, str, int], None] | None = None,
+    ) -> str:
+        """Record the message durably; `within(conn, queue_id, envelope_id)` runs last inside
+        the same transaction (the API's idempotency key: known iff the message is)."""
         queue_id = secrets.token_hex(8)
         data = msg.data
         if msg.role is Role.SUBMISSION:
@@ -231,6 +237,10 @@ class DeliveryService:
                 )
             if reports and msg.mail_from:
                 self.send_dsn(conn, envelope_id, msg.mail_from, reports, data, msg.ret, msg.envid)
+            if msg.role is Role.SUBMISSION and msg.mail_from:  # issue 7: message.status
+                delivery_status.emit_status(conn, envelope_id, msg.mail_from, queue_id)
+            if within is not None:
+                within(conn, queue_id, envelope_id)
         return queue_id
 
     def _route(
@@ -289,6 +299,9 @@ class DeliveryService:
                 size=size,
                 envelope_id=envelope_id,
             )
+            delivery_status.after_inbox_delivery(
+                conn, self.blobs, row.id, rcpt.address, uid, digest, data
+            )  # issue 7: reports update statuses; message.received
             if data is not None and has_xdm_attachment(data):
                 self._index_documents(conn, row.id, uid, rcpt.address, data, envelope_id)
             return "delivered"
@@ -424,6 +437,8 @@ class DeliveryService:
         ).inserted_primary_key[0]  # type: ignore[index]
         rcpt = AcceptedRecipient(to, local=local, notify="NEVER")
         self._route(conn, generated, rcpt, ref.digest, ref.size, generated_id, None)
+        if local:  # issue 7: a MDN to a local sender updates its message's status
+            delivery_status.report_delivered(conn, to, data)
         traces.record(
             conn, f"{origin}.sent", mailbox=to, message_id=generated_id, envelope_id=envelope_id
         )

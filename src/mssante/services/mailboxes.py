@@ -6,6 +6,7 @@ Each public method is one transaction that writes its change and its trace event
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
@@ -22,6 +23,7 @@ from mssante.domain.mailboxes import (
     normalise_address,
 )
 from mssante.services import traces
+from mssante.services.directory import listing
 from mssante.services.passwords import hash_password, verify_password
 from mssante.storage.database import Database, utcnow
 from mssante.storage.schema import (
@@ -46,6 +48,20 @@ _USER_KIND = {
     MailboxType.CAB: "staff",
     MailboxType.APP: "application",
 }
+
+
+def _check_eligible(conn: Connection, id_nat_ps: str) -> None:
+    """R60: a new PER BAL needs an RPPS identity listed in the directory in force."""
+    if id_nat_ps.startswith("0"):
+        raise RuleViolation(
+            f"R60: no new PER mailbox for the ADELI identity {id_nat_ps} (ADELI was "
+            "decommissioned in 2024; an RPPS is required)"
+        )
+    if listing(conn, id_nat_ps) is False:  # None: no RASS/PSC extraction loaded
+        raise RuleViolation(
+            f"R60: professionnel absent de l'annuaire ({id_nat_ps} is not listed in the "
+            "directory in force)"
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,9 @@ class MailboxService:
     def __init__(self, db: Database, hosted_domains: tuple[str, ...]) -> None:
         self.db = db
         self.hosted_domains = hosted_domains
+        # Publication to the national directory (R48): called in the transaction of each
+        # BAL create/change/close with "insert", "replace" or "delete"; set by runtime.py.
+        self.directory_hook: Callable[[Connection, Mailbox, str], None] | None = None
 
     # -- structures and professionals -------------------------------------------------
 
@@ -178,6 +197,8 @@ class MailboxService:
                 ).first()
             ):
                 raise NotFound(f"professional {spec.id_nat_ps} is not registered")
+            if spec.type is MailboxType.PER and spec.id_nat_ps:
+                _check_eligible(conn, spec.id_nat_ps)
             if (
                 spec.id_nat_struct
                 and not conn.execute(
@@ -233,6 +254,8 @@ class MailboxService:
                 conn, "mailbox.create", mailbox=spec.address, actor=actor, detail=spec.type.value
             )
             row = conn.execute(select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
+            if self.directory_hook is not None:
+                self.directory_hook(conn, Mailbox.from_row(row), "insert")
         return Mailbox.from_row(row)
 
     def get(self, address: str) -> Mailbox:
@@ -277,7 +300,10 @@ class MailboxService:
                 actor=actor,
                 detail=f"{box.status} -> {target}",
             )
-            return self.get_in(conn, address)
+            after = self.get_in(conn, address)
+            if self.directory_hook is not None and target is MailboxStatus.CLOSED:
+                self.directory_hook(conn, after, "delete")  # suspension: see R48 module
+            return after
 
     def update(self, address: str, changes: dict[str, object], *, actor: str = "cli") -> Mailbox:
         check_update(changes)
@@ -311,7 +337,10 @@ class MailboxService:
             traces.record(
                 conn, "mailbox.update", mailbox=box.address, actor=actor, detail=",".join(changes)
             )
-            return self.get_in(conn, address)
+            after = self.get_in(conn, address)
+            if self.directory_hook is not None and after.status is not MailboxStatus.CLOSED:
+                self.directory_hook(conn, after, "replace")
+            return after
 
     def set_password(self, login: str, password: str, *, actor: str = "cli") -> None:
         with self.db.write() as conn:

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from mssante.formats.dsn import RecipientStatus
-from mssante.services import traces
+from mssante.services import delivery_status, traces
 from mssante.services.delivery import DeliveryService, wants
+from mssante.services.delivery_status import StatusChange
 from mssante.storage.database import Database, as_utc, utcnow
 from mssante.storage.schema import deliveries, envelopes
 
@@ -170,6 +171,7 @@ class QueueService:
         """Record the outcome of one attempt for every recipient of the job."""
         now = utcnow()
         reports = _Reports()
+        changes: list[StatusChange] = []  # issue 7: per-recipient status of the sender's API
         with self.db.write() as conn:
             for rcpt in job.recipients:
                 result = results.get(rcpt.delivery_id) or AttemptResult(0, "no result")
@@ -190,6 +192,7 @@ class QueueService:
                 )
                 if result.success:
                     self._set(conn, rcpt.delivery_id, status="relayed", remote=result, **base)
+                    changes.append(StatusChange(rcpt.delivery_id, "relayed"))
                     traces.record(
                         conn,
                         "delivery.relayed",
@@ -214,6 +217,9 @@ class QueueService:
                         remote=result,
                         last_error=diagnostic[:2000],
                         **base,
+                    )
+                    changes.append(
+                        StatusChange(rcpt.delivery_id, "failed", diagnostic, status.status)
                     )
                     traces.record(
                         conn,
@@ -271,6 +277,8 @@ class QueueService:
                             job.ret,
                             job.envid,
                         )
+                # After the DSNs: rows are locked in the order acceptance uses (folders first).
+                delivery_status.apply(conn, job.envelope_id, changes)
 
     @staticmethod
     def _set(

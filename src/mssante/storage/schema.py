@@ -331,6 +331,7 @@ documents = Table(
 from mssante.storage import (  # noqa: E402,F401
     schema_api,
     schema_directory,
+    schema_directory_search,
     schema_publication,
     schema_webhooks,
 )

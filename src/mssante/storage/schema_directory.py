@@ -29,6 +29,14 @@ directory_snapshots = Table(
     Column("added", Integer, nullable=False, default=0),
     Column("changed", Integer, nullable=False, default=0),
     Column("removed", Integer, nullable=False, default=0),
+    # Added by the importer (issue 5): rows of the file that repeated an address (R52),
+    # the importing process (a 'loading' snapshot whose process is gone is stale), and
+    # why a snapshot failed.
+    Column("duplicates", Integer, nullable=False, default=0),
+    Column("host", String(255), nullable=False, default=""),
+    Column("pid", Integer, nullable=True),
+    Column("message", String(500), nullable=True),
+    Index("ix_directory_snapshots_kind_state", "kind", "state"),
 )
 
 # The one switch: kind -> snapshot in force.

@@ -107,12 +107,14 @@ def write_operator_config(
     http_port: int = 0,
     imap_port: int = 0,
     imaps_port: int = 0,
+    directory: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a complete configuration file for one operator (also used by `mssante init`).
 
     `relay` sets keys of the `[relay]` table (`retry_initial`, `retry_max`,
     `queue_lifetime`, `delay_warning`, `poll_interval`, `connect_timeout`, `workers`…) over
     the defaults written here; `extra` is appended and can only add new tables.
+    `directory` writes keys of the `[directory]` table (e.g. `publish_url`).
     """
     relay_settings: dict[str, int | float | str] = {"retry_initial": 5, "poll_interval": 0.2}
     relay_settings.update(relay or {})
@@ -183,6 +185,8 @@ def write_operator_config(
             lines.append(f"{key} = {_toml_str(value)}")
         audience = ", ".join(_toml_str(a) for a in identity.accepted_audiences)
         lines.append(f"audience = [{audience}]")
+    if directory:
+        lines += ["", "[directory]", *[f"{k} = {_toml_str(v)}" for k, v in directory.items()]]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     path.chmod(0o600)
@@ -218,9 +222,13 @@ class LocalTrustSpace:
         extra_config: str = "",
         relay: Mapping[str, int | float | str] | None = None,
         identity: OidcSettings | None = None,
+        ca: DemoCA | None = None,
+        directory: Mapping[str, str] | None = None,
     ) -> LocalTrustSpace:
+        """`ca`: the demo CA to use (one is made if None); `directory`: `[directory]` keys
+        of every operator (e.g. the demo national directory's `publish_url`)."""
         root.mkdir(parents=True, exist_ok=True)
-        ca = DemoCA.create("mssante demo CA (not IGC-Sante)")
+        ca = ca or DemoCA.create("mssante demo CA (not IGC-Sante)")
         ca_file = root / "ca.pem"
         ca.write_cert(ca_file)
         entries = [
@@ -253,6 +261,7 @@ class LocalTrustSpace:
                 extra=extra_config,
                 relay=relay,
                 identity=identity,
+                directory=directory,
             )
             space.operators.append(
                 LocalOperator(spec=spec, config_file=config_file, config=load_config(config_file))

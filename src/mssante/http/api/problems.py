@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mssante.domain import errors
+from mssante.services.api_send import IdempotencyConflict
+from mssante.services.api_views import ReceiptAlreadySent
 
 PROBLEM_BASE = "https://mssante.fr/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -79,6 +81,8 @@ class ApiProblem(Exception):
 
 # The one table: domain error -> (HTTP status, slug). Most specific classes first.
 DOMAIN_ERRORS: tuple[tuple[type[errors.DomainError], int, str], ...] = (
+    (IdempotencyConflict, 422, "idempotency-conflict"),
+    (ReceiptAlreadySent, 409, "invalid-request"),
     (errors.NotInTrustSpace, 422, "not-in-trust-space"),
     (errors.TrustListRejected, 422, "invalid-request"),
     (errors.MailboxSuspended, 409, "mailbox-suspended"),
