@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from mssante.runtime import Operator
 from mssante.testing.clients import make_message, seed_professional_mailbox
-from mssante.testing.trust_space import LocalTrustSpace, OperatorSpec
+from mssante.testing.trust_space import LocalTrustSpace, OperatorSpec, TrustListEntry
 from smtp_wire import (
     REPLY_LINE,
     Wire,
@@ -359,6 +359,65 @@ async def test_message_over_size_limit(limited_space: LocalTrustSpace) -> None:
         assert b"Subject: fits" in a.services.store.read(stored[0])
         assert a.submission
         assert_alive(a.submission.port)
+
+    await asyncio.to_thread(run)
+
+
+PATIENT = "279035121518989@patient.mssante.fr"
+PATIENT_LIMIT = 8 * 1024
+
+
+@pytest.fixture
+async def patient_space(
+    tmp_path: Path, database_url: Callable[[], str]
+) -> AsyncIterator[LocalTrustSpace]:
+    """One operator with an 8 KiB limit towards patients (R29) and the patient domain listed."""
+    alpha = OperatorSpec("alpha.mssante.fr", "Operateur Alpha", "1750000028", "Paris (75)")
+    space = LocalTrustSpace.create(
+        tmp_path / "patient",
+        [alpha],
+        database_urls=[database_url()],
+        extra_trust_entries=[TrustListEntry("patient.mssante.fr", "MES", alpha.dn().rfc4514())],
+        extra_config=f"\n[api]\npatient_max_bytes = {PATIENT_LIMIT}\n",
+    )
+    await space.start()
+    try:
+        yield space
+    finally:
+        await space.stop()
+
+
+async def test_patient_size_limit_at_submission(patient_space: LocalTrustSpace) -> None:
+    """R29: over 25 Mo (here 8 KiB) towards a patient is refused at submission, with the
+    reason, never relayed then bounced; other recipients keep the general limit."""
+    a = await _alpha(patient_space)
+    too_big = b"552 5.3.4 Message trop volumineux pour une messagerie patient"
+    body = "x" * 76 + "\n"
+
+    def run() -> None:
+        with _submission(a, patient_space) as wire:
+            wire.cmd("EHLO client.test")
+            # Announced with SIZE: the patient recipient is refused at RCPT, others pass.
+            wire.expect(f"MAIL FROM:<{SENDER}> SIZE={PATIENT_LIMIT + 1}", 250)
+            assert wire.cmd(f"RCPT TO:<{PATIENT}>").lines[0].startswith(too_big)
+            wire.expect(f"RCPT TO:<{RECIPIENT}>", 250)
+            wire.expect("RSET", 250)
+            # Not announced: read to the end, then refused whole (nothing queued).
+            wire.expect(f"MAIL FROM:<{SENDER}>", 250)
+            wire.expect(f"RCPT TO:<{PATIENT}>", 250)
+            wire.expect(f"RCPT TO:<{RECIPIENT}>", 250)
+            wire.expect("DATA", 354)
+            data = make_message(SENDER, [PATIENT, RECIPIENT], subject="gros", body=body * 200)
+            wire.send(data + b".\r\n")
+            assert wire.reply().lines[0].startswith(too_big)
+            # Under the limit: accepted.
+            wire.expect(f"MAIL FROM:<{SENDER}>", 250)
+            wire.expect(f"RCPT TO:<{PATIENT}>", 250)
+            wire.expect("DATA", 354)
+            wire.send(make_message(SENDER, [PATIENT], subject="petit", body=body * 20) + b".\r\n")
+            assert wire.reply().code == 250
+            wire.expect("QUIT", 221)
+        assert _stored(a) == 0  # the refused message reached nobody
 
     await asyncio.to_thread(run)
 

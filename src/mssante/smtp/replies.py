@@ -56,6 +56,10 @@ AUTH_BAD_BASE64 = "501 5.5.2 Base64 invalide / Cannot decode base64"
 AUTH_MECHANISM = "504 5.5.4 Mecanisme inconnu / Unrecognized authentication type"
 AUTH_TOO_WEAK = "538 5.7.11 Chiffrement requis / Encryption required for this mechanism"
 MESSAGE_TOO_BIG = "552 5.3.4 Message trop volumineux (maximum {} octets) / Message too big"
+PATIENT_MESSAGE_TOO_BIG = (
+    "552 5.3.4 Message trop volumineux pour une messagerie patient (maximum {} octets) /"
+    " Message too big for a patient mailbox"
+)
 HEADER_TOO_BIG = "552 5.3.4 En-tetes trop volumineux / Message header section too big"
 BARE_LF = "554 5.6.11 CR ou LF isole interdit (RFC 5321 2.3.8) / Bare CR or LF not allowed"
 EIGHTBIT_NOT_DECLARED = "554 5.6.1 Contenu 8 bits non declare / 8-bit content not declared"

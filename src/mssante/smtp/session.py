@@ -21,6 +21,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, TLSSetupException
 
 from mssante.domain.errors import DomainError, InvalidAddress
+from mssante.domain.legal_recipients import PATIENT_DOMAIN
 from mssante.formats.sasl import (
     SaslError,
     error_challenge,
@@ -34,6 +35,15 @@ from mssante.smtp.backend import AcceptedRecipient, IncomingMessage, Role, SmtpB
 from mssante.smtp.data import DataCollector, DataOutcome
 from mssante.smtp.params import MailArgs, ParamError, parse_mail, parse_rcpt
 from mssante.tls import peer_subject_rfc4514
+
+# R29 (ENS v1.3): messages to citizens' addresses are limited to 25 Mo (unit unconfirmed:
+# 25 × 1024 × 1024 octets, as SPEC §10 reads it).
+PATIENT_MAX_SIZE = 25 * 1024 * 1024
+
+
+def _is_patient(address: str) -> bool:
+    return address.rpartition("@")[2].lower() == PATIENT_DOMAIN
+
 
 log = logging.getLogger("mssante.smtp")
 
@@ -67,6 +77,7 @@ class SmtpSession(SMTP):
         loop: asyncio.AbstractEventLoop,
         limiter: ConnectionLimiter | None = None,
         insecure_plaintext: bool = False,
+        patient_max_size: int = PATIENT_MAX_SIZE,
     ) -> None:
         super().__init__(
             None,
@@ -86,6 +97,7 @@ class SmtpSession(SMTP):
         self.limiter = limiter or ConnectionLimiter(1_000_000)
         self._counted = False
         self.max_message_size = max_message_size
+        self.patient_max_size = patient_max_size
         self.max_recipients = max_recipients
         self._buf = bytearray()
         self._helo: str | None = None
@@ -530,6 +542,22 @@ class SmtpSession(SMTP):
         except InvalidAddress:
             await self._error(R.BAD_RECIPIENT_ADDRESS)
             return
+        if (
+            self.role is Role.SUBMISSION
+            and self._mail.size is not None
+            and self._mail.size > self.patient_max_size
+            and _is_patient(args.recipient)
+        ):
+            # R29 (ENS v1.3): refused at submission, never relayed then bounced.
+            await self.backend.refused(
+                self.role,
+                "rcpt",
+                f"SIZE={self._mail.size} over the patient limit",
+                self.peer,
+                args.recipient,
+            )
+            await self.push(R.PATIENT_MESSAGE_TOO_BIG.format(self.patient_max_size))
+            return
         try:
             accepted = await self.backend.check_recipient(
                 self.role, args.recipient, self._mail.sender, self.peer
@@ -586,6 +614,17 @@ class SmtpSession(SMTP):
                 self.role, "data", collector.outcome.value, self.peer, mail.sender
             )
             await self.push(reply)
+            return
+        if (
+            self.role is Role.SUBMISSION
+            and len(collector.body) > self.patient_max_size
+            and any(_is_patient(r.address) for r in rcpts)
+        ):
+            # R29: a message towards a patient over 25 Mo is refused whole, with the reason.
+            await self.backend.refused(
+                self.role, "data", "over the patient limit", self.peer, mail.sender
+            )
+            await self.push(R.PATIENT_MESSAGE_TOO_BIG.format(self.patient_max_size))
             return
         message = IncomingMessage(
             role=self.role,
