@@ -180,7 +180,9 @@ async def test_listed_audiences_are_accepted(
 _WRONG_ISSUER = PRESETS["psc-production"].issuer
 MINT_CASES: dict[str, tuple[dict[str, object], str, str]] = {
     "expired": ({"expires_in": -120}, "token expired", "invalid_token"),
-    "not yet valid": ({"not_before": time.time() + 300}, "not yet valid", "invalid_token"),
+    # Times relative to now are resolved when the test runs (see _resolved), not at import:
+    # the suite may start long before this test.
+    "not yet valid": ({"not_before": 300.0}, "not yet valid", "invalid_token"),
     "wrong issuer": ({"issuer": _WRONG_ISSUER}, "issuer not accepted", "invalid_token"),
     "wrong audience": ({"audience": "another-client"}, "audience not accepted", "invalid_token"),
     "no audience": ({"omit_claims": ["aud"]}, "audience not accepted", "invalid_token"),
@@ -189,7 +191,7 @@ MINT_CASES: dict[str, tuple[dict[str, object], str, str]] = {
     "no exp": ({"omit_claims": ["exp"]}, "missing exp", "invalid_token"),
     "exp not a number": ({"extra_claims": {"exp": "soon"}}, "malformed exp", "invalid_token"),
     "iat in the future": (
-        {"extra_claims": {"iat": time.time() + 3600}},
+        {"extra_claims": {"iat": 3600.0}},
         "issued in the future",
         "invalid_token",
     ),
@@ -203,11 +205,23 @@ MINT_CASES: dict[str, tuple[dict[str, object], str, str]] = {
 }
 
 
+def _resolved(kwargs: dict[str, object]) -> dict[str, object]:
+    """The mint arguments with the future offsets of MINT_CASES turned into times."""
+    now = time.time()
+    out = dict(kwargs)
+    if isinstance(out.get("not_before"), float):
+        out["not_before"] = now + float(out["not_before"])  # type: ignore[arg-type]
+    extra = out.get("extra_claims")
+    if isinstance(extra, dict) and isinstance(extra.get("iat"), float):
+        out["extra_claims"] = {**extra, "iat": now + extra["iat"]}
+    return out
+
+
 @pytest.mark.parametrize("case", list(MINT_CASES))
 async def test_refuses_deviant_tokens(
     provider: DemoProvider, validator: TokenValidator, case: str
 ) -> None:
-    kwargs, reason, error = MINT_CASES[case]
+    kwargs, reason, error = _resolved(MINT_CASES[case][0]), MINT_CASES[case][1], MINT_CASES[case][2]
     token = provider.mint_access_token(CAMILLE.id_nat_ps, **kwargs)  # type: ignore[arg-type]
     exc = await refused(validator, token)
     assert reason in exc.reason
