@@ -18,7 +18,10 @@ and the load generator in this one:
 Writes bench/results/smtp.json. `--quick` for a short run, `--engine postgresql` to run the
 operators on a throwaway PostgreSQL server. Exit status 0 unless mssante itself fails.
 `--part` picks what runs: by default (`all`) the documents part, this SMTP part, then the
-IMAP part (`imap_bench.py`, mssante vs Dovecot, writes bench/results/imap.json).
+IMAP part (`imap_bench.py`, mssante vs Dovecot, writes bench/results/imap.json), the
+directory part (1,000,000-row import, then 1,000 search and suggest queries, on SQLite and
+PostgreSQL: directory_import.json, directory_search.json) and the API part (sends/s with a
+100 KB attachment, list p50/p99 over 100,000 messages: api.json, api_postgresql.json).
 """
 
 from __future__ import annotations
@@ -621,10 +624,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS / "smtp.json")
     parser.add_argument(
         "--part",
-        choices=("all", "smtp", "documents", "imap"),
+        choices=("all", "smtp", "documents", "imap", "directory", "api"),
         default="all",
         help="smtp (this file), documents (documents_bench.py: XDM/CDA), imap "
-        "(imap_bench.py: mssante vs Dovecot), or all of them",
+        "(imap_bench.py: mssante vs Dovecot), directory (directory_bench.py and "
+        "directory_search_bench.py: import, search and suggest on both engines), api "
+        "(api_bench.py: sends/s and list latency), or all of them",
     )
     imap_bench.add_arguments(parser)
     parser.add_argument("--workdir", type=Path, default=None, help="where temporary data goes")
@@ -746,6 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "imap":
         imap_bench.run_part(args, console)
         return 0
+    if args.part == "directory":
+        return directory_part(args)
+    if args.part == "api":
+        return api_part(args)
     report = asyncio.run(run(args))
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print_tables(report)
@@ -754,7 +763,35 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"written to {args.output}")
     if args.part == "all":
         imap_bench.run_part(args, console)
+        directory_part(args)
+        api_part(args)
     return 0
+
+
+def directory_part(args: argparse.Namespace) -> int:
+    """Import of a synthetic national directory, then search and suggest (issue 5)."""
+    import directory_bench
+    import directory_search_bench
+
+    rows = "100000" if args.quick else "1000000"
+    queries = "200" if args.quick else "1000"
+    directory_bench.main(["--rows", rows])
+    return directory_search_bench.main(
+        ["--entries", rows, "--queries", queries, "--json", str(RESULTS / "directory_search.json")]
+    )
+
+
+def api_part(args: argparse.Namespace) -> int:
+    """The integration API: sends/s with a 100 KB attachment, list p99 (issue 7)."""
+    import api_bench
+
+    extra = ["--quick"] if args.quick else []
+    code = api_bench.main(["--engine", "sqlite", *extra])
+    if code:
+        return code
+    return api_bench.main(
+        ["--engine", "postgresql", "--output", str(RESULTS / "api_postgresql.json"), *extra]
+    )
 
 
 if __name__ == "__main__":

@@ -304,8 +304,8 @@ def test_index_entries_in_place(services: Services, search: DirectorySearch) -> 
             .values(city_line="44000 NANTES", postcode="44000", departement="44")
         )
         conn.execute(delete(directory_entries).where(e.snapshot_id == snapshot, e.address == MARC))
-        row = {**asdict(per("zoe.quenet@beta.mssante.fr", "QUENET", "Zoé", "Médecin",
-                            "44000 NANTES")), "snapshot_id": snapshot, "row_hash": "1" * 32}  # fmt: skip
+        zoe = per("zoe.quenet@beta.mssante.fr", "QUENET", "Zoé", "Médecin", "44000 NANTES")
+        row = {**asdict(zoe), "snapshot_id": snapshot, "row_hash": "1" * 32}
         conn.execute(insert(directory_entries).values(row))
         conn.execute(
             update(directory_entries)
@@ -331,8 +331,8 @@ def test_index_entries_in_place(services: Services, search: DirectorySearch) -> 
 
 
 def test_cli_search(space: LocalTrustSpace, services: Services) -> None:
-    import mssante.cli  # noqa: F401 - registers the commands
-    import mssante.cli.annuaire_search  # noqa: F401
+    import mssante.cli
+    import mssante.cli.annuaire_search  # noqa: F401 - registers `annuaire search`
 
     config = str(space.operators[0].config_file)
     runner = CliRunner()

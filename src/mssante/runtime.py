@@ -131,7 +131,9 @@ class Services:
         self.blobs = FileBlobStore(config.blob_root, keyring)
         self.trust = TrustListService(self.db, domains)
         self.mailboxes = MailboxService(self.db, domains)
-        self.directory = DirectoryService(self.db, directory_settings(config))
+        self.directory = DirectoryService(
+            self.db, directory_settings(config), mailboxes=self.mailboxes
+        )
         # R48: our BALs are published to the national directory when publish_url is set.
         self.publication = PublicationService(self.db, publication_settings(config))
         if self.publication.settings.enabled:
@@ -435,6 +437,7 @@ class Operator:
                     loop=loop,
                     limiter=limiter,
                     insecure_plaintext=plaintext,
+                    patient_max_size=self.config.api.patient_max_bytes,
                 )
 
             server = await loop.create_server(factory, section.host, section.port)

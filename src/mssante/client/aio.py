@@ -12,7 +12,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
-from mssante.client import _core
+from mssante.client import _core, _transport
 from mssante.client.errors import ConnectionFailed, error_from_response
 from mssante.client.models import (
     Folder,
@@ -54,16 +54,16 @@ class AsyncClient:
         client_secret: str | None = None,
         scope: str | None = None,
         verify: str | Path | bool = True,
-        timeout: float = _core.DEFAULT_TIMEOUT,
+        timeout: float = _transport.DEFAULT_TIMEOUT,
         retries: int = 3,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._tokens = _core.TokenCache(token, client_id, client_secret, scope)
+        self._tokens = _transport.TokenCache(token, client_id, client_secret, scope)
         self._lock = asyncio.Lock()
         self.retries = retries
         self._http = httpx.AsyncClient(
-            **_core.client_args(base_url, verify, timeout, headers), transport=transport
+            **_transport.client_args(base_url, verify, timeout, headers), transport=transport
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -85,15 +85,15 @@ class AsyncClient:
             for attempt in range(self.retries + 1):
                 try:
                     response = await self._http.post(
-                        _core.TOKEN_PATH, **self._tokens.request_args()
+                        _transport.TOKEN_PATH, **self._tokens.request_args()
                     )
                 except httpx.TransportError as exc:
                     if attempt >= self.retries:
                         raise ConnectionFailed(_unreachable(exc)) from exc
-                    await asyncio.sleep(_core.retry_delay(attempt, None))
+                    await asyncio.sleep(_transport.retry_delay(attempt, None))
                     continue
                 if response.status_code == 503 and attempt < self.retries:
-                    await asyncio.sleep(_core.retry_delay(attempt, response))
+                    await asyncio.sleep(_transport.retry_delay(attempt, response))
                     continue
                 return self._tokens.store(response)
             raise AssertionError("unreachable")
@@ -112,7 +112,7 @@ class AsyncClient:
                 except httpx.TransportError as exc:
                     if not call.retry_transport or attempt >= self.retries:
                         raise ConnectionFailed(_unreachable(exc)) from exc
-                    await asyncio.sleep(_core.retry_delay(attempt, None))
+                    await asyncio.sleep(_transport.retry_delay(attempt, None))
                     attempt += 1
                     continue
             if response.status_code == 401 and self._tokens.renewable and not renewed:
@@ -122,7 +122,7 @@ class AsyncClient:
                 continue
             if response.status_code == 503 and attempt < self.retries:
                 await response.aclose()
-                await asyncio.sleep(_core.retry_delay(attempt, response))
+                await asyncio.sleep(_transport.retry_delay(attempt, response))
                 attempt += 1
                 continue
             if response.is_error:

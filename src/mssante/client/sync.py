@@ -12,7 +12,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 
-from mssante.client import _core
+from mssante.client import _core, _transport
 from mssante.client.errors import ConnectionFailed, error_from_response
 from mssante.client.models import (
     Folder,
@@ -54,16 +54,16 @@ class Client:
         client_secret: str | None = None,
         scope: str | None = None,
         verify: str | Path | bool = True,
-        timeout: float = _core.DEFAULT_TIMEOUT,
+        timeout: float = _transport.DEFAULT_TIMEOUT,
         retries: int = 3,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._tokens = _core.TokenCache(token, client_id, client_secret, scope)
+        self._tokens = _transport.TokenCache(token, client_id, client_secret, scope)
         self._lock = threading.Lock()
         self.retries = retries
         self._http = httpx.Client(
-            **_core.client_args(base_url, verify, timeout, headers), transport=transport
+            **_transport.client_args(base_url, verify, timeout, headers), transport=transport
         )
 
     def __enter__(self) -> Client:
@@ -84,14 +84,14 @@ class Client:
                 return token
             for attempt in range(self.retries + 1):
                 try:
-                    response = self._http.post(_core.TOKEN_PATH, **self._tokens.request_args())
+                    response = self._http.post(_transport.TOKEN_PATH, **self._tokens.request_args())
                 except httpx.TransportError as exc:
                     if attempt >= self.retries:
                         raise ConnectionFailed(_unreachable(exc)) from exc
-                    time.sleep(_core.retry_delay(attempt, None))
+                    time.sleep(_transport.retry_delay(attempt, None))
                     continue
                 if response.status_code == 503 and attempt < self.retries:
-                    time.sleep(_core.retry_delay(attempt, response))
+                    time.sleep(_transport.retry_delay(attempt, response))
                     continue
                 return self._tokens.store(response)
             raise AssertionError("unreachable")
@@ -109,7 +109,7 @@ class Client:
                 except httpx.TransportError as exc:
                     if not call.retry_transport or attempt >= self.retries:
                         raise ConnectionFailed(_unreachable(exc)) from exc
-                    time.sleep(_core.retry_delay(attempt, None))
+                    time.sleep(_transport.retry_delay(attempt, None))
                     attempt += 1
                     continue
             if response.status_code == 401 and self._tokens.renewable and not renewed:
@@ -119,7 +119,7 @@ class Client:
                 continue
             if response.status_code == 503 and attempt < self.retries:
                 response.close()
-                time.sleep(_core.retry_delay(attempt, response))
+                time.sleep(_transport.retry_delay(attempt, response))
                 attempt += 1
                 continue
             if response.is_error:

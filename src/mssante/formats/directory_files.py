@@ -43,7 +43,7 @@ from mssante.formats.directory_columns import (
     RASS_COLUMNS,
     TRE_G15,
 )
-from mssante.formats.safezip import UnsafeArchive, ZipLimits, check_entries
+from mssante.formats.safezip import Reason, UnsafeArchive, ZipLimits, check_entries
 
 MAX_LINE = 64 * 1024  # bytes; real rows are under 2 KiB
 _SKIP_CHUNK = 64 * 1024
@@ -52,7 +52,7 @@ GIB = 1024**3
 # The national files: the RASS extraction inflates to ~1 GiB, and text compresses ~10×.
 DIRECTORY_ZIP_LIMITS = ZipLimits(
     max_archive_size=8 * GIB,
-    max_members=1,
+    max_members=16,  # exactly one file is required; folders are tolerated
     max_member_size=16 * GIB,
     max_total_size=16 * GIB,
     max_ratio=100.0,
@@ -91,6 +91,22 @@ PSC = FileFormat(
     True,
 )
 FORMATS = {f.name: f for f in (MSSANTE, RASS, PSC)}
+
+
+_ZIP_REASONS = {
+    Reason.PATH_TRAVERSAL: "chemin hors de l'archive",
+    Reason.ABSOLUTE_PATH: "chemin absolu",
+    Reason.BAD_NAME: "nom de fichier invalide",
+    Reason.SYMLINK: "lien symbolique",
+    Reason.SPECIAL_FILE: "fichier spécial",
+    Reason.DUPLICATE_NAME: "nom en double",
+    Reason.ENCRYPTED: "fichier chiffré",
+    Reason.UNSUPPORTED_COMPRESSION: "compression non prise en charge",
+    Reason.MEMBER_TOO_LARGE: "fichier trop grand",
+    Reason.TOTAL_TOO_LARGE: "contenu trop grand",
+    Reason.RATIO: "taux de compression suspect (bombe zip ?)",
+    Reason.TOO_MANY_MEMBERS: "trop de fichiers",
+}
 
 
 class DirectoryFileRefused(DomainError):
@@ -404,7 +420,8 @@ class ExtractionReader:
             infos = [i for i in zf.infolist() if not i.is_dir()]
             check_entries(zf.infolist(), limits)
         except UnsafeArchive as exc:
-            raise DirectoryFileRefused(f"archive zip refusée : {exc.message}") from exc
+            why = _ZIP_REASONS.get(exc.reason_code, exc.reason_code)
+            raise DirectoryFileRefused(f"archive zip refusée : {why} ({exc.message})") from exc
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise DirectoryFileRefused(f"archive zip tronquée ou illisible ({exc})") from exc
         except NotImplementedError as exc:
@@ -500,6 +517,10 @@ class ExtractionReader:
                     f"encodage non UTF-8 (octet 0x{raw[exc.start]:02x} en position "
                     f"{exc.start + 1})",
                 )
+                continue
+            if "\x00" in text:
+                stats.rejected += 1
+                yield RowError(line_no, "caractère NUL dans la ligne")
                 continue
             fields = text.split("|")
             if len(fields) not in widths:

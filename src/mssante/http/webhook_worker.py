@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import ssl
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -155,7 +154,3 @@ class WebhookWorker:
 
     async def stop(self) -> None:
         self._stop.set()
-
-    @staticmethod
-    def due_in(due: datetime | None) -> float | None:
-        return None if due is None else (due - utcnow()).total_seconds()

@@ -26,30 +26,51 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, insert, select, text, update
 
 from mssante.domain.directory import DirectoryEntry
 from mssante.domain.errors import DomainError
 from mssante.formats.directory_files import (
-    MAX_LINE,
     DirectoryFileRefused,
     ExtractionReader,
     RowError,
 )
 from mssante.services import directory_load as load
 from mssante.services import traces
+from mssante.services.directory_eligibility import current_snapshots, listing, suspend_unlisted
+from mssante.services.directory_report import (
+    DirectoryImportBusy,
+    DirectorySettings,
+    ImportProgress,
+    ImportReport,
+    KindReport,
+    SnapshotInfo,
+)
 from mssante.storage.database import Database, as_utc, utcnow
-from mssante.storage.schema import mailboxes
+
+if TYPE_CHECKING:
+    from mssante.services.mailboxes import MailboxService
 from mssante.storage.schema_directory import (
     directory_current,
     directory_entries,
-    directory_professionals,
     directory_snapshots,
 )
+
+__all__ = [
+    "DirectoryImportBusy",
+    "DirectoryService",
+    "DirectorySettings",
+    "ImportProgress",
+    "ImportReport",
+    "KindReport",
+    "SnapshotInfo",
+    "current_snapshots",
+    "listing",
+]
 
 log = logging.getLogger("mssante.directory")
 
@@ -57,152 +78,11 @@ KINDS = ("bal", "professionals")
 _ENTRY_COLUMNS = tuple(DirectoryEntry.__dataclass_fields__)
 
 
-class DirectoryImportBusy(DomainError):
-    """Another import of the directory is running."""
-
-    code = "directory-import-busy"
-
-
-@dataclass(frozen=True)
-class DirectorySettings:
-    """`[directory]` import limits (docs/configuration.md)."""
-
-    import_max_rejected: int = 100
-    import_max_rejected_ratio: float = 0.01
-    import_max_removed_ratio: float = 0.2
-    import_max_line: int = MAX_LINE
-    search_index: bool = True  # build the search index before the switch (benchmarks: off)
-
-
-@dataclass
-class ImportProgress:
-    """What a progress bar shows: ``phase`` is ``read``, ``index``, ``switch`` or ``done``."""
-
-    file: str
-    phase: str
-    bytes_done: int = 0
-    bytes_total: int = 0
-    rows: int = 0
-    rejected: int = 0
-
-
-@dataclass
-class KindReport:
-    kind: str
-    snapshot_id: int
-    formats: list[str]
-    rows: int = 0  # rows stored in the snapshot
-    rejected: int = 0
-    duplicates: int = 0  # rows repeating an address (R52), bal only
-    added: int = 0  # BALs (bal) or professionals (professionals)
-    changed: int = 0
-    removed: int = 0
-    previous_rows: int = 0
-
-
-@dataclass
-class ImportReport:
-    files: list[str]
-    kinds: dict[str, KindReport] = field(default_factory=dict)
-    errors: list[tuple[str, RowError]] = field(default_factory=list)  # the first ones
-    seconds: float = 0.0
-    suspended: list[str] = field(default_factory=list)  # PER BALs suspended (R60)
-    timings: dict[str, float] = field(default_factory=dict)  # read, index, purge (seconds)
-
-    def _sum(self, name: str) -> int:
-        return sum(int(getattr(k, name)) for k in self.kinds.values())
-
-    @property
-    def rows(self) -> int:
-        return self._sum("rows")
-
-    @property
-    def rejected(self) -> int:
-        return self._sum("rejected")
-
-    @property
-    def added(self) -> int:
-        return self._sum("added")
-
-    @property
-    def changed(self) -> int:
-        return self._sum("changed")
-
-    @property
-    def removed(self) -> int:
-        return self._sum("removed")
-
-    @property
-    def duplicates(self) -> int:
-        return self._sum("duplicates")
-
-    @property
-    def snapshot_id(self) -> int | None:
-        ids = [k.snapshot_id for k in self.kinds.values()]
-        return ids[-1] if ids else None
-
-    @property
-    def rows_per_second(self) -> float:
-        return (self.rows + self.rejected) / self.seconds if self.seconds else 0.0
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    id: int
-    kind: str
-    format: str
-    source: str
-    state: str
-    started_at: Any
-    finished_at: Any
-    rows: int
-    rejected: int
-    added: int
-    changed: int
-    removed: int
-    duplicates: int
-    current: bool
-    message: str | None
-
-
 @dataclass
 class _Source:
     path: Path
     reader: ExtractionReader
     size: int
-
-
-# -- reading the snapshot in force (also used by mailboxes.create_mailbox, R60) ----------------
-
-
-def current_snapshots(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(directory_current.c.kind, directory_current.c.snapshot_id))
-    return {r.kind: int(r.snapshot_id) for r in rows}
-
-
-def listing(conn: Connection, id_nat_ps: str) -> bool | None:
-    """Whether ``id_nat_ps`` is listed in the directory in force (RASS/PSC or BAL rows).
-
-    None when no ``professionals`` snapshot is in force: nothing can be said (R60 applies
-    only once the operator loaded the RASS or Pro Santé Connect extraction).
-    """
-    current = current_snapshots(conn)
-    pros = current.get("professionals")
-    if pros is None:
-        return None
-    p = directory_professionals.c
-    if conn.execute(
-        select(p.id).where(p.snapshot_id == pros, p.id_nat_ps == id_nat_ps).limit(1)
-    ).first():
-        return True
-    bal = current.get("bal")
-    e = directory_entries.c
-    return bal is not None and (
-        conn.execute(
-            select(e.id).where(e.snapshot_id == bal, e.id_nat_ps == id_nat_ps).limit(1)
-        ).first()
-        is not None
-    )
 
 
 def _search_hook(name: str) -> Callable[[Connection, int], None] | None:
@@ -215,9 +95,16 @@ def _search_hook(name: str) -> Callable[[Connection, int], None] | None:
 
 
 class DirectoryService:
-    def __init__(self, db: Database, settings: DirectorySettings | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: DirectorySettings | None = None,
+        *,
+        mailboxes: MailboxService | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings or DirectorySettings()
+        self.mailboxes = mailboxes  # the operator's, for its hooks (R60 suspensions)
 
     # -- queries --------------------------------------------------------------------------
 
@@ -312,6 +199,7 @@ class DirectoryService:
                             src, kr, report, strict=strict, max_errors=max_errors, progress=progress
                         )
                     self._check_rejected(kr, group)
+                    load.analyze(self.db, kind)
                 report.timings["read"] = time.monotonic() - started
                 self._index(snaps, progress)
                 report.timings["index"] = time.monotonic() - started - report.timings["read"]
@@ -326,8 +214,8 @@ class DirectoryService:
         mark = time.monotonic()
         self._purge_old()
         report.timings["purge"] = time.monotonic() - mark
-        if "professionals" in report.kinds:
-            report.suspended = self.suspend_unlisted(actor=actor)
+        # R60: a professional may also have left through the BAL extraction.
+        report.suspended = self.suspend_unlisted(actor=actor)
         report.seconds = time.monotonic() - started
         if progress is not None:
             progress(ImportProgress("", "done", rows=report.rows, rejected=report.rejected))
@@ -528,11 +416,16 @@ class DirectoryService:
                 if old is None:
                     kr.added = kr.rows if kind == "bal" else load.persons(conn, kr.snapshot_id)
                     continue
-                kr.previous_rows = int(
-                    conn.execute(
-                        select(directory_snapshots.c.rows).where(directory_snapshots.c.id == old)
-                    ).scalar_one()
-                )
+                if kind == "bal":
+                    kr.previous_rows = int(
+                        conn.execute(
+                            select(directory_snapshots.c.rows).where(
+                                directory_snapshots.c.id == old
+                            )
+                        ).scalar_one()
+                    )
+                else:  # the removed count is of persons
+                    kr.previous_rows = load.persons(conn, old)
                 kr.added, kr.changed, kr.removed = load.diff(conn, kind, old, kr.snapshot_id)
                 ratio = self.settings.import_max_removed_ratio
                 if not force and kr.previous_rows and kr.removed > ratio * max(kr.previous_rows, 1):
@@ -625,53 +518,5 @@ class DirectoryService:
     # -- eligibility (R60) ----------------------------------------------------------------
 
     def suspend_unlisted(self, *, actor: str = "annuaire") -> list[str]:
-        """Suspend every active PER BAL whose professional is no longer listed (R60).
-
-        Never deletes: the BAL keeps its mail and can be reactivated. Idempotent: run after
-        each switch of the ``professionals`` snapshot.
-        """
-        from mssante.domain.mailboxes import MailboxStatus
-        from mssante.services.mailboxes import MailboxService
-
-        m = mailboxes.c
-        with self.db.read() as conn:
-            current = current_snapshots(conn)
-            pros = current.get("professionals")
-            if pros is None:
-                return []
-            p = directory_professionals.c
-            listed = select(p.id).where(p.snapshot_id == pros, p.id_nat_ps == m.id_nat_ps)
-            query = select(m.address, m.id_nat_ps).where(
-                m.type == "PER", m.status == "active", m.id_nat_ps.is_not(None), ~listed.exists()
-            )
-            bal = current.get("bal")
-            if bal is not None:
-                e = directory_entries.c
-                in_bal = select(e.id).where(e.snapshot_id == bal, e.id_nat_ps == m.id_nat_ps)
-                query = query.where(~in_bal.exists())
-            unlisted = conn.execute(query.order_by(m.address)).all()
-        service = MailboxService(self.db, ())
-        suspended = []
-        for address, id_nat_ps in unlisted:
-            with self.db.write() as conn:  # the trace first: a crash before set_status retries
-                traces.record(
-                    conn,
-                    "directory.unlisted",
-                    mailbox=address,
-                    actor=actor,
-                    detail=f"{id_nat_ps} absent from directory snapshot {pros}: suspended (R60)",
-                )
-            service.set_status(address, MailboxStatus.SUSPENDED, actor=actor)
-            log.warning("directory: %s suspended, %s no longer listed (R60)", address, id_nat_ps)
-            suspended.append(address)
-        return suspended
-
-    def counts(self, snapshot_id: int) -> int:
-        with self.db.read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(directory_entries)
-                    .where(directory_entries.c.snapshot_id == snapshot_id)
-                ).scalar_one()
-            )
+        """Suspend every active PER BAL whose professional is no longer listed (R60)."""
+        return suspend_unlisted(self.db, self.mailboxes, actor=actor)

@@ -184,6 +184,17 @@ def loader(db: Database, kind: str, snapshot_id: int) -> Loader:
     return _PostgresLoader(db, kind, snapshot_id)
 
 
+def analyze(db: Database, kind: str) -> None:
+    """Refresh the planner statistics after a bulk load (PostgreSQL: without them the diff
+    joins of a table that was empty at the last autovacuum run as nested seq scans)."""
+    if db.is_sqlite:
+        return
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            f"ANALYZE {_TABLES[kind].name}"
+        )
+
+
 # -- comparisons ------------------------------------------------------------------------------
 
 

@@ -66,6 +66,7 @@ __all__ = [
 
 BATCH = 5000
 MAX_LIMIT = 200
+SQLITE_MMAP = 1 << 30  # read the index through the OS page cache, not a 2 MB private one
 _ENTRY_FIELDS = tuple(f.name for f in fields(DirectoryEntry))
 _FTS = table("directory_search_fts", column("rowid"))
 _TSV_MATCH = (
@@ -348,6 +349,8 @@ class DirectorySearch:
         if not parsed or limit == 0:
             return []
         with self.db.read() as conn:
+            if conn.dialect.name == "sqlite":  # a fresh connection each time (NullPool)
+                conn.exec_driver_sql(f"PRAGMA mmap_size={SQLITE_MMAP}")
             snapshot = conn.execute(
                 select(directory_current.c.snapshot_id).where(directory_current.c.kind == "bal")
             ).scalar()
@@ -385,7 +388,9 @@ class DirectorySearch:
             score = score + _word_score(w)
         address = query.strip().lower()
         score = score + case((d.address == address, ADDRESS_EXACT), else_=0)
-        conditions = [d.snapshot_id == snapshot, d.list_rouge == false()]
+        # "+ 0": the snapshot's index must not drive the query (SQLite would then run the
+        # full-text match once per row of the snapshot); the full-text index does.
+        conditions = [(d.snapshot_id + 0) == snapshot, d.list_rouge == false()]
         conditions += [d.doc.like(f"% {w.word}%") for w in post]
         conditions += filters.conditions()
         sqlite = conn.dialect.name == "sqlite"

@@ -23,7 +23,7 @@ from mssante.domain.mailboxes import (
     normalise_address,
 )
 from mssante.services import traces
-from mssante.services.directory import listing
+from mssante.services.directory_eligibility import listing
 from mssante.services.passwords import hash_password, verify_password
 from mssante.storage.database import Database, utcnow
 from mssante.storage.schema import (

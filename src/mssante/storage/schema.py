@@ -178,6 +178,8 @@ messages = Table(
     Column("internal_date", UTC_DATETIME, nullable=False),
     Column("flags", Text, nullable=False, default=""),
     UniqueConstraint("folder_id", "uid", name="uq_messages_folder_uid"),
+    # Migration 0007: the API's newest-first listing with a keyset cursor.
+    Index("ix_messages_folder_date", "folder_id", "internal_date", "id"),
 )
 
 # Append-only trace of every step (R63): no bodies, no health data.

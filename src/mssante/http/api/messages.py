@@ -108,7 +108,7 @@ def messages_router(caller: Any, service: ApiMailboxService) -> APIRouter:
         "/api/v1/mailboxes/{address}/messages",
         response_model=MessageList,
         summary="Lister les messages (plus récents d'abord)",
-        responses=problem_responses(404),
+        responses=problem_responses(404, 422),
     )
     async def list_messages(
         address: str,

@@ -37,9 +37,14 @@ def upgrade() -> None:
     op.create_index(
         "ix_api_idempotency_expires_at", "api_idempotency", ["expires_at"], unique=False
     )
+    # The API lists a folder newest first with a keyset cursor on (internal_date, id).
+    op.create_index(
+        "ix_messages_folder_date", "messages", ["folder_id", "internal_date", "id"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_folder_date", table_name="messages")
     op.drop_index("ix_api_idempotency_expires_at", table_name="api_idempotency")
     op.drop_index(op.f("ix_api_idempotency_queue_id"), table_name="api_idempotency")
     op.drop_table("api_idempotency")
