@@ -226,7 +226,7 @@ def print_results(results: list[dict[str, Any]]) -> None:
     for r in results:
         s, g = r["search"], r["suggest"]
         print(
-            f"{r['engine']:<11} {r['entries']:>9} {r['load_s']:>7} {r['index_s']:>8} "
+            f"{r['engine']:<11} {r['entries']:>9} {r['load_s']!s:>7} {r['index_s']!s:>8} "
             f"{s['p50_ms']:>9} ms {s['p99_ms']:>4} ms {g['p50_ms']:>10} ms {g['p99_ms']:>4} ms"
         )
 

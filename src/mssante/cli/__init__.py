@@ -8,6 +8,9 @@ configuration errors exit with status 2.
 from mssante.cli import (  # noqa: F401 - they register their commands
     admin,
     annuaire,
+    annuaire_lookup,
+    annuaire_publish,
+    annuaire_search,
     documents,
     machines,
     operator,

@@ -129,6 +129,7 @@ class _PostgresLoader:
         self.conn: Connection | None = None
         names = _FIELDS[kind]
         sid = int(snapshot_id)
+        self.sid_prefix = f"{sid}\t"
         if kind == "bal":
             cols = ", ".join(names)
             self.prefix, self.suffix = "", "\n"
@@ -139,6 +140,12 @@ class _PostgresLoader:
                 + ", row_hash text) ON COMMIT DELETE ROWS"
             )
             self.copy = f"COPY directory_load_entries ({cols}, row_hash) FROM STDIN"
+            # Fast path: COPY straight into the table; a batch holding an address already
+            # stored (R52 duplicates, rare) is rolled back to a savepoint and staged.
+            self.direct = (
+                f"COPY directory_entries (snapshot_id, {cols}, row_hash, list_rouge, "
+                "description, responsible, rank) FROM STDIN"
+            )
             self.move = (
                 f"INSERT INTO directory_entries (snapshot_id, {cols}, "  # noqa: S608
                 "list_rouge, description, "
@@ -163,6 +170,8 @@ class _PostgresLoader:
             driver: Any = self.conn.connection.driver_connection
             with driver.cursor() as cursor:
                 if self.kind == "bal":
+                    if self._direct(cursor, batch):
+                        return len(batch)
                     cursor.execute(self.create)
                 with cursor.copy(self.copy) as copy:
                     copy.write(data)
@@ -170,6 +179,20 @@ class _PostgresLoader:
                     return len(batch)
                 cursor.execute(self.move)
                 return int(cursor.rowcount)
+
+    def _direct(self, cursor: Any, batch: Sequence[tuple[str, ...]]) -> bool:
+        import psycopg
+
+        data = _copy_text(batch, self.sid_prefix, "\tf\t\t\t1\n")
+        cursor.execute("SAVEPOINT directory_batch")
+        try:
+            with cursor.copy(self.direct) as copy:
+                copy.write(data)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT directory_batch")
+            return False
+        cursor.execute("RELEASE SAVEPOINT directory_batch")
+        return True
 
     def close(self) -> None:
         if self.conn is not None:
