@@ -38,12 +38,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mssante import __version__
-from mssante.domain.errors import AuthenticationFailed, NotFound
-from mssante.domain.mailboxes import MailboxStatus
+from mssante.domain.errors import AuthenticationFailed
+from mssante.http.api.auth import authenticate
 from mssante.http.api.models import problem_responses
 from mssante.http.api.openapi import setup_openapi
 from mssante.http.api.problems import ApiProblem, problem_handler
-from mssante.identity import InvalidToken, TokenValidator, token_hash
+from mssante.identity import TokenValidator
 from mssante.services.machine_credentials import InvalidScope, MachineCredentialService
 from mssante.services.mailboxes import MailboxService
 
@@ -143,15 +143,6 @@ class OAuthError(Exception):
             headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
         body = {"error": self.error, "error_description": self.description}
         return JSONResponse(body, status_code=self.status, headers=headers)
-
-
-def _invalid_token(error: str = "invalid_token") -> JSONResponse:
-    challenge = f'Bearer realm="{REALM}", error="{error}"'
-    return problem(
-        401,
-        "Le jeton d'accès est invalide, expiré ou révoqué.",
-        headers={"WWW-Authenticate": challenge},
-    )
 
 
 # -- request parsing ----------------------------------------------------------------------
@@ -293,7 +284,6 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 def create_app(services: HttpServices, *, token_validator: TokenValidator | None = None) -> FastAPI:
     """The HTTP API of one operator. ``token_validator`` enables PSC tokens on the API."""
     credentials = services.machine_credentials
-    mailboxes = services.mailboxes
     app = FastAPI(
         title="mssante API",
         version=__version__,
@@ -385,57 +375,17 @@ def create_app(services: HttpServices, *, token_validator: TokenValidator | None
         responses=problem_responses(403),
     )
     async def me(request: Request) -> Response:
-        token = _bearer(request)
-        if token is None:
-            return problem(
-                401,
-                "Un jeton d'accès (Authorization: Bearer) est requis.",
-                headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'},
-            )
-        digest = token_hash(token)
-        if token_validator is None or credentials.signer.is_ours(token):
-            try:
-                principal = await asyncio.to_thread(credentials.validate_token, token)
-                box = await asyncio.to_thread(mailboxes.get, principal.login)
-            except (InvalidToken, NotFound) as exc:
-                reason = exc.reason if isinstance(exc, InvalidToken) else "mailbox gone"
-                log.info("API bearer token %s refused: %s", digest, reason)
-                return _invalid_token()
-            body: dict[str, Any] = {
-                "login": principal.login,
-                "kind": principal.kind,
-                "mailboxes": [box.address],
-            }
-            return JSONResponse(body, headers={**BASE_HEADERS, **NO_STORE})
         try:
-            identity = await token_validator.validate_async(token)
-        except InvalidToken as exc:
-            log.info("API PSC token %s refused: %s", digest, exc.reason)
-            if exc.temporary:
-                return problem(
-                    503,
-                    "Le service d'identité Pro Santé Connect ne répond pas ; réessayez plus tard.",
-                    headers={"Retry-After": "30"},
-                )
-            if exc.error == "insufficient_scope":  # RFC 6750 §3.1: 403
-                return problem(
-                    403,
-                    "Le jeton d'accès n'a pas la portée (scope) requise.",
-                    headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="{exc.error}"'},
-                )
-            known = ("invalid_token", "insufficient_user_authentication")  # RFC 9470 §3
-            return _invalid_token(exc.error if exc.error in known else "invalid_token")
-        boxes = await asyncio.to_thread(mailboxes.mailboxes_for_id_nat_ps, identity.id_nat_ps)
-        addresses = [b.address for b in boxes if b.status is not MailboxStatus.CLOSED]
-        if not addresses:
-            log.info("API PSC token %s: no mailbox here for %s", digest, identity.id_nat_ps)
-            return problem(403, "Aucune BAL de cet opérateur n'est rattachée à ce professionnel.")
-        body = {
-            "login": identity.id_nat_ps,
-            "kind": "professional",
-            "id_nat_ps": identity.id_nat_ps,
-            "mailboxes": addresses,
+            caller = await authenticate(services, token_validator, request)
+        except ApiProblem as exc:
+            return exc.response(instance=request.url.path)
+        body: dict[str, Any] = {
+            "login": caller.principal.login,
+            "kind": caller.kind,
+            "mailboxes": sorted(caller.mailboxes),
         }
+        if caller.kind == "professional":
+            body["login"] = body["id_nat_ps"] = caller.principal.id_nat_ps
         return JSONResponse(body, headers={**BASE_HEADERS, **NO_STORE})
 
     return app

@@ -94,7 +94,9 @@ async def authenticate(
         except (InvalidToken, NotFound) as exc:
             reason = exc.reason if isinstance(exc, InvalidToken) else "mailbox gone"
             log.info("API bearer token %s refused: %s", digest, reason)
-            raise _unauthenticated("Jeton d'accès invalide ou expiré.", "invalid_token") from None
+            raise _unauthenticated(
+                "Le jeton d'accès est invalide, expiré ou révoqué.", "invalid_token"
+            ) from None
         return ApiCaller(principal, "application", frozenset({box.address}), digest)
     try:
         identity = await token_validator.validate_async(token)
@@ -114,7 +116,9 @@ async def authenticate(
                 "Le jeton d'accès n'a pas la portée (scope) requise.",
                 headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope"'},
             ) from None
-        raise _unauthenticated("Jeton d'accès invalide ou expiré.", "invalid_token") from None
+        known = ("invalid_token", "insufficient_user_authentication")  # RFC 9470 §3
+        error = exc.error if exc.error in known else "invalid_token"
+        raise _unauthenticated("Le jeton d'accès est invalide, expiré ou révoqué.", error) from None
     principal = await asyncio.to_thread(mailboxes.principal_for_id_nat_ps, identity.id_nat_ps)
     boxes: list[Mailbox] = await asyncio.to_thread(
         mailboxes.mailboxes_for_id_nat_ps, identity.id_nat_ps
