@@ -255,6 +255,12 @@ def test_ranking_and_paging(search: DirectorySearch) -> None:
     assert addresses(search.search("martin", limit=2)) == [SOPHIE, MARTIN_B]
     assert addresses(search.search("martin", limit=2, offset=2)) == [LUC, PAUL]
     assert addresses(search.suggest("sophie martin")) == [SOPHIE]
+    # A page filled by exact name matches alone is read from the name index: same page,
+    # same scores, red-listed Claire Dupont (who sorts first) still left out.
+    assert addresses(search.search("dupont", limit=1)) == [HELENE]
+    assert search.search("dupont", limit=1)[0].score == search.search("dupont")[0].score
+    assert addresses(search.suggest("martin", limit=1)) == [SOPHIE]
+    assert addresses(search.search("cabinet", limit=1)) == [LILAS]
     assert search.search("martin")[0].name == "Sophie MARTIN"
     assert search.search("tilleuls")[0].name == "EHPAD LES TILLEULS — Dossier patient"
 
@@ -321,6 +327,8 @@ def test_index_entries_in_place(services: Services, search: DirectorySearch) -> 
     assert addresses(search.search("quenxx")) == []  # two edits
     assert addresses(search.search("quenett")) == ["zoe.quenet@beta.mssante.fr"]
     assert SOPHIE not in addresses(search.search("martin"))  # now red-listed (R49)
+    assert addresses(search.search("martin", limit=1)) == [MARTIN_B]
+    assert addresses(search.search("quenet", limit=1)) == ["zoe.quenet@beta.mssante.fr"]
     # Re-indexing a whole snapshot twice gives the same index.
     with services.db.write() as conn:
         index_snapshot(conn, snapshot)

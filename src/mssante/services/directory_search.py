@@ -13,6 +13,11 @@ answered in two steps, the same on both engines:
    exact > name prefix > structure exact > name typo > other fields), summed; ties are
    broken by name then BAL address (byte order on both engines).
 
+A one-word query whose best tier (the BALs whose family or structure name is that word)
+fills the requested page is answered from ``directory_search_names`` alone, in index
+order, without scoring every match: same page, same scores (see
+:meth:`DirectorySearch._name_tier`). This is what keeps a common family name fast.
+
 Red-listed BALs (``listeRouge``) are never returned (R49), and only the snapshot in force
 (``directory_current`` kind ``bal``) is searched.
 """
@@ -52,6 +57,7 @@ from mssante.domain.directory_text import (
 from mssante.storage.database import Database
 from mssante.storage.schema_directory import directory_current, directory_entries
 from mssante.storage.schema_directory_search import directory_search_docs as docs
+from mssante.storage.schema_directory_search import directory_search_names as names
 from mssante.storage.schema_directory_search import directory_search_terms as terms
 from mssante.storage.upsert import dialect_insert
 
@@ -125,6 +131,25 @@ def _doc_row(entry_id: int, snapshot_id: int, entry: DirectoryEntry) -> dict[str
     }
 
 
+def _insert_names(conn: Connection, batch: Sequence[dict[str, Any]]) -> None:
+    """The name words of the BALs that may be shown (see :meth:`DirectorySearch._name_tier`)."""
+    rows = [
+        {
+            "snapshot_id": r["snapshot_id"],
+            "word": word,
+            "sort_name": r["sort_name"],
+            "address": r["address"],
+            "entry_id": r["entry_id"],
+        }
+        for r in batch
+        if not r["list_rouge"]
+        for word in sorted(set(r["k_name"].split()))
+        if len(word) <= 255
+    ]
+    if rows:
+        conn.execute(insert(names), rows)
+
+
 def _insert_terms(conn: Connection, snapshot_id: int, words: Iterable[str]) -> None:
     rows = [{"snapshot_id": snapshot_id, "term": t} for t in sorted(words) if len(t) <= 255]
     stmt = dialect_insert(conn, terms).on_conflict_do_nothing()
@@ -154,6 +179,7 @@ def index_snapshot(conn: Connection, snapshot_id: int) -> None:
             seen.update(vocabulary(entry_row["doc"]))
             batch.append(entry_row)
         conn.execute(insert(docs), batch)
+        _insert_names(conn, batch)
         last = rows[-1].id
     _insert_terms(conn, snapshot_id, seen)
     if conn.dialect.name == "sqlite":
@@ -191,6 +217,7 @@ def drop_snapshot_index(conn: Connection, snapshot_id: int) -> None:
     """Remove the search index of ``snapshot_id`` (a retired or failed snapshot)."""
     _fts_delete(conn, "snapshot", snapshot_id)
     conn.execute(delete(docs).where(docs.c.snapshot_id == snapshot_id))
+    conn.execute(delete(names).where(names.c.snapshot_id == snapshot_id))
     conn.execute(delete(terms).where(terms.c.snapshot_id == snapshot_id))
 
 
@@ -213,6 +240,7 @@ def index_entries(conn: Connection, snapshot_id: int, addresses: Sequence[str]) 
             _fts_delete(conn, "entry", entry_id)
         if old:
             conn.execute(delete(docs).where(docs.c.entry_id.in_(old)))
+            conn.execute(delete(names).where(names.c.entry_id.in_(old)))
         rows = conn.execute(
             select(e).where(e.c.snapshot_id == snapshot_id, e.c.address.in_(chunk))
         ).all()
@@ -220,6 +248,7 @@ def index_entries(conn: Connection, snapshot_id: int, addresses: Sequence[str]) 
             continue
         batch = [_doc_row(row.id, snapshot_id, entry_from_row(row)) for row in rows]
         conn.execute(insert(docs), batch)
+        _insert_names(conn, batch)
         seen: set[str] = set()
         for doc_row in batch:
             seen.update(vocabulary(doc_row["doc"]))
@@ -356,16 +385,48 @@ class DirectorySearch:
             ).scalar()
             if snapshot is None:
                 return []
-            words = _with_variants(conn, snapshot, parsed)
-            scored = conn.execute(
-                self._statement(conn, snapshot, words, query, filters, limit, max(0, offset))
-            ).all()
+            offset = max(0, offset)
+            scored: Sequence[Any] | None = None
+            if len(parsed) == 1 and not filters.conditions():
+                scored = self._name_tier(conn, snapshot, parsed[0].word, query, limit, offset)
+            if scored is None:
+                words = _with_variants(conn, snapshot, parsed)
+                scored = conn.execute(
+                    self._statement(conn, snapshot, words, query, filters, limit, offset)
+                ).all()
             if not scored:
                 return []
             ids = [r.entry_id for r in scored]
             rows = conn.execute(select(directory_entries).where(directory_entries.c.id.in_(ids)))
             by_id = {row.id: entry_from_row(row) for row in rows}
         return [SearchHit(by_id[r.entry_id], int(r.score)) for r in scored if r.entry_id in by_id]
+
+    @staticmethod
+    def _name_tier(
+        conn: Connection, snapshot: int, word: str, query: str, limit: int, offset: int
+    ) -> Sequence[Any] | None:
+        """The page of a one-word query when its best tier fills it, else ``None``.
+
+        The BALs whose name key holds the word score NAME_EXACT, the highest score a
+        one-word query can give (unless the query is a BAL address: then the general
+        path adds ADDRESS_EXACT), and rank among themselves by name then address: when
+        at least ``offset + limit`` of them exist, they are the page, read in order from
+        the primary key of directory_search_names without scoring the thousands of BALs
+        a common family name matches.
+        """
+        d, n = docs.c, names.c
+        address = query.strip().lower()
+        if conn.execute(
+            select(d.entry_id).where(d.snapshot_id == snapshot, d.address == address)
+        ).first():
+            return None
+        rows = conn.execute(
+            select(n.entry_id, literal(NAME_EXACT).label("score"))
+            .where(n.snapshot_id == snapshot, n.word == word)
+            .order_by(n.sort_name, n.address)
+            .limit(offset + limit)
+        ).all()
+        return rows[offset:] if len(rows) == offset + limit else None
 
     @staticmethod
     def _statement(

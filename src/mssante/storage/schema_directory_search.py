@@ -49,3 +49,22 @@ directory_search_terms = Table(
     Column("snapshot_id", Integer, primary_key=True, autoincrement=False),
     Column("term", String(_S), primary_key=True),
 )
+
+# Byte order on both engines (SQLite's BINARY; "C" on PostgreSQL), so an index gives the
+# tie-break order of the search results directly.
+BYTE_STRING = String(_S).with_variant(String(_S, collation="C"), "postgresql")
+BYTE_ADDRESS = String(320).with_variant(String(320, collation="C"), "postgresql")
+
+# Every word of the name key (k_name) of each BAL that may be shown (red-listed ones are
+# left out, R49), in result order: the best tier of a one-word query (an exact family or
+# structure name, services/directory_search.py) is read straight from the primary key.
+directory_search_names = Table(
+    "directory_search_names",
+    metadata,
+    Column("snapshot_id", Integer, primary_key=True, autoincrement=False),
+    Column("word", String(_S), primary_key=True),
+    Column("sort_name", BYTE_STRING, primary_key=True),
+    Column("address", BYTE_ADDRESS, primary_key=True),
+    Column("entry_id", Integer, nullable=False),
+    Index("ix_directory_search_names_entry_id", "entry_id"),
+)

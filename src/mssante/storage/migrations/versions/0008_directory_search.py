@@ -6,7 +6,8 @@ Create Date: 2026-11-26 01:00:00.000000
 
 Tables of storage/schema_directory_search.py, plus the engine's full-text index over
 ``directory_search_docs.doc``: an FTS5 table on SQLite, a GIN index on
-``to_tsvector('simple', doc)`` on PostgreSQL. No PostgreSQL extension is needed: accents,
+``to_tsvector('simple', doc)`` on PostgreSQL. ``directory_search_names`` sorts in byte order
+on both engines (collation "C" on PostgreSQL). No PostgreSQL extension is needed: accents,
 case and typos are handled in Python (domain/directory_text.py), so an operator without
 superuser rights can run this migration.
 """
@@ -30,6 +31,11 @@ GIN_POSTGRESQL = (
     "CREATE INDEX ix_directory_search_docs_doc_tsv ON directory_search_docs "
     "USING gin (to_tsvector('simple'::regconfig, doc))"
 )
+
+
+def _bytes(length: int) -> sa.types.TypeEngine[str]:
+    """Byte order on both engines (collation "C" on PostgreSQL)."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
@@ -64,6 +70,18 @@ def upgrade() -> None:
         sa.Column("term", sa.String(length=255), nullable=False),
         sa.PrimaryKeyConstraint("snapshot_id", "term", name=op.f("pk_directory_search_terms")),
     )
+    op.create_table(
+        "directory_search_names",
+        sa.Column("snapshot_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("word", sa.String(length=255), nullable=False),
+        sa.Column("sort_name", _bytes(255), nullable=False),
+        sa.Column("address", _bytes(320), nullable=False),
+        sa.Column("entry_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "snapshot_id", "word", "sort_name", "address", name=op.f("pk_directory_search_names")
+        ),
+    )
+    op.create_index("ix_directory_search_names_entry_id", "directory_search_names", ["entry_id"])
     if op.get_bind().dialect.name == "sqlite":
         op.execute(FTS_SQLITE)
     else:
@@ -75,6 +93,8 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS directory_search_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_directory_search_docs_doc_tsv")
+    op.drop_index("ix_directory_search_names_entry_id", table_name="directory_search_names")
+    op.drop_table("directory_search_names")
     op.drop_table("directory_search_terms")
     op.drop_index("ix_directory_search_docs_snapshot_address", table_name="directory_search_docs")
     op.drop_table("directory_search_docs")
