@@ -224,7 +224,7 @@ def after_inbox_delivery(
 ) -> None:
     """A message was appended to the INBOX of `address`: a report (DSN, MDN) in it updates
     the message it speaks of; then ``message.received`` for the BAL's subscribers."""
-    if raw is not None and is_report(raw):
+    if raw is not None:
         report_delivered(conn, address, raw)
 
     def summary() -> dict[str, Any]:
